@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 
 import torch
+from torch.autograd import forward_ad
 
 __all__ = [
     "Function",
@@ -40,6 +41,10 @@ class Function(torch.autograd.Function):
     ``jvp``). ``apply`` takes the twin in plain eager mode and the modern path whenever a
     ``torch.func`` transform is active or ``torch.compile`` is tracing. Callers pass every
     argument positionally.
+
+    ``torch.compile`` traces the subclass itself (dynamo does not call an overridden ``apply``)
+    and refuses one that defines ``jvp``. A subclass's ``jvp`` therefore moves to its two twins
+    that forward-mode AD can reach: the eager twin and the modern-path twin ``_func``.
     """
 
     generate_vmap_rule = True
@@ -47,24 +52,54 @@ class Function(torch.autograd.Function):
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         fwd, setup = cls.forward, cls.setup_context
+        if "jvp" in cls.__dict__:  # see the class docstring: kept by the twins below
+            cls._jvp = staticmethod(cls.jvp)
+            del cls.jvp
+        jvp = getattr(cls, "_jvp", None)  # its own, or a parent's
 
         def forward(ctx, *args):
             out = fwd(*args)
             setup(ctx, args, out)
             return out
 
-        attrs = {"forward": staticmethod(forward), "backward": staticmethod(cls.backward)}
-        if cls.jvp is not torch.autograd.Function.jvp:
-            attrs["jvp"] = staticmethod(cls.jvp)
-        attrs["__qualname__"] = cls.__qualname__
-        attrs["__module__"] = cls.__module__
+        names = {"__qualname__": cls.__qualname__, "__module__": cls.__module__}
+        attrs = {"forward": staticmethod(forward), "backward": staticmethod(cls.backward), **names}
+        func = {"forward": staticmethod(fwd), "setup_context": staticmethod(setup), "generate_vmap_rule": True}
+        func.update(backward=staticmethod(cls.backward), **names)
+        if jvp is not None:
+            attrs["jvp"] = func["jvp"] = staticmethod(jvp)
         cls._eager = type(cls.__name__, (torch.autograd.Function,), attrs)
+        cls._func = type(cls.__name__, (torch.autograd.Function,), func)
 
     @classmethod
     def apply(cls, *args):
         if torch._C._are_functorch_transforms_active() or torch.compiler.is_compiling():
-            return super().apply(*args)
+            return cls._func.apply(*args)
         return cls._eager.apply(*args)
+
+
+def _in_place(grad_out):
+    """Whether a backward may compute in place on its own temporaries: when no graph of it is
+    being recorded (no double backward) and no vmap batches it (``torch.func``, or
+    ``is_grads_batched``), under which a temporary may hold fewer elements than ``grad_out``."""
+    return not (
+        torch.is_grad_enabled()
+        or torch._C._are_functorch_transforms_active()
+        or torch._C._functorch.is_batchedtensor(grad_out)
+        or torch._C._functorch.is_legacy_batchedtensor(grad_out)
+    )
+
+
+def _save_for_jvp(ctx, *tensors, **attrs):
+    """Keep what ``jvp`` reads, only while forward-mode AD is on (the only time ``jvp`` runs).
+
+    torch drops tensors saved for ``jvp`` as soon as ``apply`` returns, so they never add to
+    what is kept for backward; outside forward AD this skips even the bookkeeping.
+    """
+    if forward_ad._current_level >= 0:
+        ctx.save_for_forward(*tensors)
+        for name, value in attrs.items():
+            setattr(ctx, name, value)
 
 
 def _rows(t):
@@ -88,12 +123,21 @@ class LinearFunction(Function):
         need_x, need_w, _ = ctx.needs_input_grad
         # dL/dx reads only W, dL/dW reads only x, dL/db reads nothing.
         ctx.save_for_backward(x if need_w else None, weight if need_x else None)
+        _save_for_jvp(ctx, x, weight)
 
     @staticmethod
     def backward(ctx, grad_out):
         x, weight = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad
         grad_x = grad_w = grad_b = None
+        if grad_out.dim() == 2:  # the common case, straight to the kernels
+            if need_x:
+                grad_x = grad_out.mm(weight)
+            if need_w:
+                grad_w = grad_out.t().mm(x)
+            if need_b:
+                grad_b = grad_out.sum(0)
+            return grad_x, grad_w, grad_b
         if need_x:
             grad_x = grad_out.matmul(weight)
         if need_w:  # broadcast forward, sum backward: every leading dim is a batch dim
@@ -102,25 +146,50 @@ class LinearFunction(Function):
             grad_b = _rows(grad_out).sum(0)
         return grad_x, grad_w, grad_b
 
+    @staticmethod
+    def jvp(ctx, x_t, weight_t, bias_t):
+        x, weight = ctx.saved_tensors
+        # d(x Wᵀ + b) = dx Wᵀ + x dWᵀ + db
+        out_t = None if x_t is None else x_t.matmul(weight.t())
+        if weight_t is not None:
+            t = x.matmul(weight_t.t())
+            out_t = t if out_t is None else out_t + t
+        if bias_t is not None:
+            out_t = bias_t.expand(x.shape[:-1] + weight.shape[:1]) if out_t is None else out_t + bias_t
+        return out_t
+
 
 class ReLUFunction(Function):
     """``out = max(x, 0)``. Saves the output, which the next Linear keeps anyway."""
 
     @staticmethod
     def forward(x, inplace):
-        return x.clamp_min_(0) if inplace else x.clamp_min(0)
+        if inplace:
+            x.clamp_min_(0)
+            return x  # the input object itself: torch.compile matches dirty inputs by identity
+        return x.clamp_min(0)
 
     @staticmethod
     def setup_context(ctx, inputs, out):
         if inputs[1]:
             ctx.mark_dirty(inputs[0])
         ctx.save_for_backward(out)
+        _save_for_jvp(ctx, out, inplace=inputs[1])
 
     @staticmethod
     def backward(ctx, grad_out):
         (out,) = ctx.saved_tensors
-        # NOTE: at x = 0 the derivative is taken as 0, as torch does (out > 0 is False there).
-        return torch.where(out > 0, grad_out, 0.0), None
+        # NOTE: out >= 0, so sign(out) is the derivative: 1 where x > 0, else 0 (at x = 0 too, as
+        # torch does). Multiplying by it is two float kernels; a bool mask and where() are slower.
+        if _in_place(grad_out):
+            return out.sign().mul_(grad_out), None
+        return grad_out * out.sign(), None
+
+    @staticmethod
+    def jvp(ctx, x_t, _):
+        (out,) = ctx.saved_tensors
+        out_t = torch.where(out > 0, x_t, 0.0)
+        return x_t.copy_(out_t) if ctx.inplace else out_t  # in place: the tangent too
 
 
 def _pack_bits(mask):
@@ -136,6 +205,19 @@ def _unpack_bits(packed, shape):
     return bits.reshape(-1)[: shape.numel()].reshape(shape).bool()
 
 
+def _leaky_derivative(out, slope):
+    """LeakyReLU's derivative from its output, for ``slope >= 0``: 1 where ``out > 0``, else ``slope``.
+
+    NOTE: for ``slope >= 0`` sign(out) is sign(x), in {-1, 0, 1}; clamping it from below at
+    ``slope`` (<= 1) maps it to {slope, slope, 1}, so x = 0 gets ``slope`` as in torch. Float
+    kernels only: a bool mask and where() cost several times more on CPU.
+    """
+    d = out.sign()
+    if slope <= 1:
+        return d.clamp_min_(slope)
+    return d.clamp_min_(0).mul_(1.0 - slope).add_(slope)
+
+
 class LeakyReLUFunction(Function):
     """``out = x`` where ``x > 0``, else ``negative_slope * x``.
 
@@ -148,10 +230,18 @@ class LeakyReLUFunction(Function):
     @staticmethod
     def forward(x, negative_slope, inplace):
         mask = None if negative_slope >= 0 else _pack_bits(x > 0)
-        if inplace:
-            out = torch.where(x > 0, x, x * negative_slope, out=x)
+        # NOTE: for slope <= 1, x and slope·x are ordered as x's sign says, so max(x, slope·x) is x
+        # for x > 0 and slope·x otherwise, exactly (min for slope > 1): two float kernels, where a
+        # bool mask and where() cost several times more on CPU. Slope 0 picks by the sign, since
+        # there max(inf, inf·0) would be nan.
+        into = x if inplace else None
+        if negative_slope == 0:
+            out = torch.where(x > 0, x, x * negative_slope, out=into)
         else:
-            out = torch.where(x > 0, x, x * negative_slope)
+            pick = torch.maximum if negative_slope <= 1 else torch.minimum
+            out = pick(x, x * negative_slope, out=into)
+        if inplace:
+            out = x  # the input object itself: torch.compile matches dirty inputs by identity
         return out if mask is None else (out, mask)
 
     @staticmethod
@@ -166,14 +256,41 @@ class LeakyReLUFunction(Function):
             ctx.mark_non_differentiable(out[1])
             ctx.save_for_backward(out[1])
             ctx.shape = x.shape
+        _save_for_jvp(ctx, out if negative_slope >= 0 else out[1], inplace=inplace)
 
     @staticmethod
     def backward(ctx, grad_out, *_):
         (saved,) = ctx.saved_tensors
         slope = ctx.negative_slope
+        if slope >= 0:
+            d = _leaky_derivative(saved, slope)
+            return d.mul_(grad_out) if _in_place(grad_out) else grad_out * d, None, None
         # NOTE: at x = 0 the derivative is taken as negative_slope, as torch does.
-        positive = saved > 0 if slope >= 0 else _unpack_bits(saved, ctx.shape)
+        positive = _unpack_bits(saved, ctx.shape)
         return torch.where(positive, grad_out, grad_out * slope), None, None
+
+    @staticmethod
+    def jvp(ctx, x_t, *_):
+        (saved,) = ctx.saved_tensors
+        slope = ctx.negative_slope
+        positive = saved > 0 if slope >= 0 else _unpack_bits(saved, ctx.shape)
+        out_t = torch.where(positive, x_t, x_t * slope)
+        if ctx.inplace:  # in place: the tangent too
+            out_t = x_t.copy_(out_t)
+        return out_t if slope >= 0 else (out_t, None)
+
+
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def _opmath(t):
+    """``t`` in float32 if it is half precision: the smooth activations compute in float32 and
+    round once, as torch's own kernels do (chains of half-precision ops lose up to 2x accuracy)."""
+    return t.float() if t.dtype in _HALF else t
+
+
+def _cast_like(t, like):
+    return t if t.dtype == like.dtype else t.to(like.dtype)
 
 
 _SQRT1_2 = 1.0 / math.sqrt(2.0)
@@ -182,30 +299,68 @@ _SQRT_2_PI = math.sqrt(2.0 / math.pi)
 _GELU_C = 0.044715
 
 
+def _gelu_derivative(x, approximate):
+    """GELU's ``d out / dx``, elementwise (in float32 for half-precision ``x``)."""
+    x = _opmath(x)
+    if approximate == "tanh":
+        x2 = x * x
+        t = torch.tanh(_SQRT_2_PI * x * (1.0 + _GELU_C * x2))
+        return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * _SQRT_2_PI * (1.0 + 3.0 * _GELU_C * x2)
+    # Φ(x) + x φ(x)
+    return 0.5 * (1.0 + torch.erf(x * _SQRT1_2)) + x * torch.exp(-0.5 * x * x) * _INV_SQRT_2PI
+
+
+def _gelu_grad_(x, approximate, grad_out):
+    """``grad_out * d out / dx`` for float32/64 ``x`` outside double backward: in place on fresh
+    temporaries, every full-size allocation (on CPU, often more costly than the kernel) saved."""
+    if approximate == "tanh":
+        x2 = x.square()
+        t = (x2 * (_SQRT_2_PI * _GELU_C)).add_(_SQRT_2_PI).mul_(x).tanh_()  # tanh(√(2/π)(x + c x³))
+        # 0.5 (1 + t) + 0.5 x (1 − t²) √(2/π) (1 + 3 c x²)
+        q = t.square().neg_().add_(1.0).mul_(x).mul_(x2.mul_(1.5 * _SQRT_2_PI * _GELU_C).add_(0.5 * _SQRT_2_PI))
+        return t.mul_(0.5).add_(0.5).add_(q).mul_(grad_out)
+    # Φ(x) + x φ(x), with Φ(x) = (1 + erf(x/√2)) / 2 and φ(x) = exp(−x²/2) / √(2π)
+    phi = x.square().mul_(-0.5).exp_()
+    return (x * _SQRT1_2).erf_().mul_(0.5).add_(0.5).addcmul_(phi, x, value=_INV_SQRT_2PI).mul_(grad_out)
+
+
 class GELUFunction(Function):
     """``approximate='none'``: ``x Φ(x)``; ``'tanh'``: ``x/2 (1 + tanh(√(2/π)(x + 0.044715 x³)))``."""
 
     @staticmethod
     def forward(x, approximate):
+        xf = _opmath(x)  # (forward runs without grad: in place on its own temporaries)
         if approximate == "tanh":
-            return 0.5 * x * (1.0 + torch.tanh(_SQRT_2_PI * (x + _GELU_C * x * x * x)))
-        return 0.5 * x * (1.0 + torch.erf(x * _SQRT1_2))
+            u = (xf * xf).mul_(_SQRT_2_PI * _GELU_C).add_(_SQRT_2_PI).mul_(xf)  # √(2/π)(x + c x³)
+            out = u.tanh_().add_(1.0).mul_(xf).mul_(0.5)
+        else:
+            out = (xf * _SQRT1_2).erf_().add_(1.0).mul_(xf).mul_(0.5)
+        return _cast_like(out, x)
 
     @staticmethod
     def setup_context(ctx, inputs, out):
         ctx.approximate = inputs[1]
         ctx.save_for_backward(inputs[0])
+        _save_for_jvp(ctx, inputs[0])
 
     @staticmethod
     def backward(ctx, grad_out):
         (x,) = ctx.saved_tensors
-        if ctx.approximate == "tanh":
-            x2 = x * x
-            t = torch.tanh(_SQRT_2_PI * x * (1.0 + _GELU_C * x2))
-            d = 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * _SQRT_2_PI * (1.0 + 3.0 * _GELU_C * x2)
-        else:  # Φ(x) + x φ(x)
-            d = 0.5 * (1.0 + torch.erf(x * _SQRT1_2)) + x * torch.exp(-0.5 * x * x) * _INV_SQRT_2PI
-        return grad_out * d, None
+        if x.dtype not in _HALF and grad_out.dtype == x.dtype and _in_place(grad_out):
+            return _gelu_grad_(x, ctx.approximate, grad_out), None
+        return _cast_like(grad_out * _gelu_derivative(x, ctx.approximate), grad_out), None
+
+    @staticmethod
+    def jvp(ctx, x_t, _):
+        (x,) = ctx.saved_tensors
+        return _cast_like(x_t * _gelu_derivative(x, ctx.approximate), x_t)
+
+
+def _silu_derivative(x):
+    """SiLU's ``d out / dx``, elementwise (in float32 for half-precision ``x``)."""
+    x = _opmath(x)
+    s = torch.sigmoid(x)
+    return s * (1.0 + x * (1.0 - s))
 
 
 class SiLUFunction(Function):
@@ -217,10 +372,18 @@ class SiLUFunction(Function):
 
     @staticmethod
     def forward(x, inplace):
+        if x.dtype in _HALF:  # in float32, rounded once (see _opmath)
+            xf = x.float()
+            out = (xf * torch.sigmoid(xf)).to(x.dtype)
+            if not inplace:
+                return out
+            x.copy_(out)
+            return x, xf.to(x.dtype)  # the input object itself (see ReLUFunction.forward)
         if inplace:
             x0 = x.clone()
-            return x.mul_(torch.sigmoid(x0)), x0
-        return x * torch.sigmoid(x)
+            x.mul_(torch.sigmoid(x0))
+            return x, x0  # the input object itself (see ReLUFunction.forward)
+        return torch.sigmoid(x).mul_(x)
 
     @staticmethod
     def setup_context(ctx, inputs, out):
@@ -230,12 +393,23 @@ class SiLUFunction(Function):
             ctx.save_for_backward(out[1])
         else:
             ctx.save_for_backward(inputs[0])
+        _save_for_jvp(ctx, out[1] if inputs[1] else inputs[0], inplace=inputs[1])
 
     @staticmethod
     def backward(ctx, grad_out, *_):
         (x,) = ctx.saved_tensors
-        s = torch.sigmoid(x)
-        return grad_out * (s * (1.0 + x * (1.0 - s))), None
+        if x.dtype not in _HALF and grad_out.dtype == x.dtype and _in_place(grad_out):
+            # in place on fresh temporaries: σ (1 + x − x σ) grad_out
+            s = torch.sigmoid(x)
+            return (x * s).neg_().add_(x).add_(1.0).mul_(s).mul_(grad_out), None
+        return _cast_like(grad_out * _silu_derivative(x), grad_out), None
+
+    @staticmethod
+    def jvp(ctx, x_t, _):
+        (x,) = ctx.saved_tensors  # the input from before an in-place overwrite
+        if ctx.inplace:  # in place: the tangent too
+            return x_t.mul_(_silu_derivative(x)), None
+        return _cast_like(x_t * _silu_derivative(x), x_t)
 
 
 def _class_last(t):
@@ -268,33 +442,41 @@ class CrossEntropyFunction(Function):
 
     @staticmethod
     def forward(x, target, weight, ignore_index, reduction, label_smoothing):
+        if label_smoothing == 0 and not target.is_floating_point():
+            # the common case: the loss value is −log softmax(x) picked at the target, (weighted)
+            # and reduced, which log_softmax and nll_loss compute in two kernels
+            t = target if target.dtype == torch.int64 else target.long()  # NOTE: a uint8 target would wrap ignore_index
+            logp = torch.log_softmax(x, 1 if x.dim() > 1 else 0)
+            return torch.nn.functional.nll_loss(logp, t, weight, ignore_index=ignore_index, reduction=reduction)
         xr = _class_last(x)
         C = xr.shape[1]
         eps = label_smoothing
-        lse = torch.logsumexp(xr, 1)  # NOTE: max-shifted inside, so never log(0) or exp overflow
+        # NOTE: log_softmax is max-shifted inside (never log(0) or exp overflow), and summing
+        # q·log p, rather than lse·Σq − Σ q·x, avoids cancelling two ~|x| numbers (logits ~1e4).
+        logp = torch.log_softmax(xr, 1)
         if target.is_floating_point():  # class probabilities
             q = _class_last(target)
             if eps > 0:
                 q = q * (1.0 - eps) + eps / C
             if weight is not None:
                 q = q * weight
-            loss = lse * q.sum(1) - (q * xr).sum(1)
+            loss = -(q * logp).sum(1)
             if reduction == "none":
                 return loss.reshape(x.shape[:1] + x.shape[2:] if x.dim() > 1 else ())
             total = loss.sum()
             return total / (xr.shape[0] if xr.shape[0] else float("nan")) if reduction == "mean" else total
 
-        t = target.reshape(-1)
+        t = target.reshape(-1).long()  # NOTE: compare as int64: a uint8 target would wrap ignore_index
         valid = t != ignore_index
-        t = torch.where(valid, t, 0).long()
-        nll = lse - xr.gather(1, t.unsqueeze(1)).squeeze(1)
+        t = torch.where(valid, t, 0)
+        nll = -logp.gather(1, t.unsqueeze(1)).squeeze(1)
         w_t = valid.to(x.dtype) if weight is None else torch.where(valid, weight.gather(0, t), 0.0)
         loss = w_t * nll if eps == 0 else (1.0 - eps) * w_t * nll
-        if eps > 0:  # smoothing term: (eps/C) Σ_c w_c (lse − x_c), zero on ignored rows
-            smooth = lse * C - xr.sum(1) if weight is None else lse * weight.sum() - xr.matmul(weight)
+        if eps > 0:  # smoothing term: (eps/C) Σ_c w_c (−log p_c), zero on ignored rows
+            smooth = -(logp.sum(1) if weight is None else logp.matmul(weight))
             loss = loss + torch.where(valid, smooth, 0.0) * (eps / C)
-        if reduction == "none":
-            return loss.reshape(target.shape)
+        if reduction == "none":  # (C) input: a 0-dim loss even for a target of shape (1,)
+            return loss.reshape(target.shape if x.dim() > 1 else ())
         if reduction == "sum":
             return loss.sum()
         return loss.sum() / w_t.sum()
@@ -304,6 +486,7 @@ class CrossEntropyFunction(Function):
         x, target, weight, ignore_index, reduction, label_smoothing = inputs
         ctx.ignore_index, ctx.reduction, ctx.label_smoothing = ignore_index, reduction, label_smoothing
         ctx.save_for_backward(x, target, weight, out if reduction == "mean" else None)
+        _save_for_jvp(ctx, x, target, weight, out)
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -335,9 +518,27 @@ class CrossEntropyFunction(Function):
                     grad_w = (g * q * neg_logp).sum(0)
             return grad_x, grad_t, grad_w, None, None, None
 
-        t = target.reshape(-1)
+        if eps == 0 and weight is None:  # the common case, in as few kernels as it takes
+            t = target.reshape(-1, 1)  # (rows, 1): the shape of the per-row factors below
+            if t.dtype != torch.int64:
+                t = t.long()
+            valid = t != ctx.ignore_index
+            if reduction == "mean":
+                grad_out = grad_out / valid.sum()
+            elif reduction == "none":
+                grad_out = grad_out.reshape(-1, 1)
+            # NOTE: ignored rows get exactly 0, even when the mean's denominator is 0 (g is inf/nan).
+            g = torch.where(valid, grad_out, 0.0)
+            t = t.clamp(0, C - 1)  # valid targets as they are, ignored rows anywhere (g = 0 there)
+            if _in_place(grad_out):  # the softmax is a temporary: take the one-hot off and scale, in place
+                grad = torch.softmax(xr, 1).scatter_(1, t, -1.0, reduce="add").mul_(g)
+            else:  # double backward or vmap: differentiable, out-of-place ops
+                grad = (torch.softmax(xr, 1) * g).scatter_add(1, t, -g)
+            return _class_back(grad, x), None, None, None, None, None
+
+        t = target.reshape(-1).long()
         valid = t != ctx.ignore_index
-        t = torch.where(valid, t, 0).long()
+        t = torch.where(valid, t, 0)
         w_t = valid.to(x.dtype) if weight is None else torch.where(valid, weight.gather(0, t), 0.0)
         if reduction == "none":
             g = grad_out.reshape(-1)
@@ -370,3 +571,52 @@ class CrossEntropyFunction(Function):
             if eps > 0:
                 grad_w = grad_w + (eps / C) * (g.unsqueeze(1) * neg_logp).sum(0)
         return grad_x, None, grad_w, None, None, None
+
+    @staticmethod
+    def jvp(ctx, x_t, target_t, weight_t, *_):
+        x, target, weight, out = ctx.saved_tensors
+        xr = _class_last(x)
+        rows, C = xr.shape
+        eps = ctx.label_smoothing
+        # NOTE: loss_i = Σ_c q_ic nlp_ic with nlp = −log softmax(x), and d nlp_ic = p_i · dx_i − dx_ic
+        # (p = softmax(x)); a tangent of q (target probabilities or weight) meets nlp itself.
+        nlp = None if target_t is None and weight_t is None else -torch.log_softmax(xr, 1)
+        tr = None if x_t is None else _class_last(x_t)
+        p_t = None if x_t is None else (torch.softmax(xr, 1) * tr).sum(1)
+        out_t, denom_t = 0.0, None
+        if target.is_floating_point():  # class probabilities
+            q = _class_last(target)
+            if eps > 0:
+                q = q * (1.0 - eps) + eps / C
+            qw = q if weight is None else q * weight
+            if x_t is not None:
+                out_t = p_t * qw.sum(1) - (qw * tr).sum(1)
+            if target_t is not None:
+                q_t = _class_last(target_t) * (1.0 - eps)
+                out_t = out_t + ((q_t if weight is None else q_t * weight) * nlp).sum(1)
+            if weight_t is not None:
+                out_t = out_t + (q * weight_t * nlp).sum(1)
+            denom = rows
+        else:
+            t = target.reshape(-1).long()
+            valid = t != ctx.ignore_index
+            t = torch.where(valid, t, 0)
+            w_t = valid.to(x.dtype) if weight is None else torch.where(valid, weight.gather(0, t), 0.0)
+            if x_t is not None:
+                out_t = (1.0 - eps) * w_t * (p_t - tr.gather(1, t.unsqueeze(1)).squeeze(1))
+                if eps > 0:  # smoothing term: (eps/C) Σ_c w_c d nlp_c
+                    smooth = p_t * C - tr.sum(1) if weight is None else p_t * weight.sum() - tr.matmul(weight)
+                    out_t = out_t + torch.where(valid, smooth, 0.0) * (eps / C)
+            if weight_t is not None:
+                tw_t = torch.where(valid, weight_t.gather(0, t), 0.0)
+                out_t = out_t + (1.0 - eps) * tw_t * nlp.gather(1, t.unsqueeze(1)).squeeze(1)
+                if eps > 0:
+                    out_t = out_t + torch.where(valid, nlp.matmul(weight_t), 0.0) * (eps / C)
+                denom_t = tw_t.sum()
+            denom = w_t.sum()
+        if ctx.reduction == "none":
+            return out_t.reshape(x.shape[:1] + x.shape[2:] if x.dim() > 1 else ())
+        if ctx.reduction == "sum":
+            return out_t.sum()
+        # d(S / D) = (dS − (S / D) dD) / D, for a weighted mean whose denominator D moves with weight
+        return (out_t.sum() if denom_t is None else out_t.sum() - out * denom_t) / denom

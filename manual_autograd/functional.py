@@ -55,6 +55,27 @@ def _check_inplace(fn: str, x: Tensor) -> None:
             )
 
 
+def _grad_view(x: Tensor) -> bool:
+    """Whether ``x`` is a view that autograd will track an in-place change of."""
+    # (x._base, not x._is_view(): the latter breaks a torch.compile graph)
+    return x.requires_grad and torch.is_grad_enabled() and x._base is not None
+
+
+# --------------------------------------------------------------------------------------------
+# autocast: the native ops' cast policy. Under torch.autocast, linear runs in the autocast dtype,
+# cross_entropy in float32, and the activations in their input's dtype (no cast).
+
+
+def _autocast(dtype: torch.dtype, device: torch.device, *tensors):
+    """Cast what autocast casts: floating-point tensors on its device, float64 excepted."""
+    return tuple(
+        t.to(dtype)
+        if isinstance(t, Tensor) and t.is_floating_point() and t.dtype != torch.float64 and t.device == device
+        else t
+        for t in tensors
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # linear
 
@@ -67,6 +88,10 @@ def linear(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tens
         weight: ``(out_features, in_features)`` or ``(in_features)``.
         bias: ``(out_features)`` or ``()``; optional.
     """
+    if torch._C._is_any_autocast_enabled() and isinstance(input, Tensor):
+        dev = input.device
+        if torch.is_autocast_enabled(dev.type):
+            input, weight, bias = _autocast(torch.get_autocast_dtype(dev.type), dev, input, weight, bias)
     if (
         not isinstance(input, Tensor)
         or not isinstance(weight, Tensor)
@@ -158,6 +183,10 @@ def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = Fals
     if inplace:
         _check_inplace("leaky_relu", input)
     negative_slope = float(negative_slope)
+    if inplace and negative_slope < 0 and _grad_view(input):
+        # the Function also returns its mask, and autograd lets a Function that modifies a view in
+        # place return nothing else: compute out of place (the mask is still all that is saved), copy back
+        return input.copy_(LeakyReLUFunction.apply(input, negative_slope, False)[0])
     out = LeakyReLUFunction.apply(input, negative_slope, bool(inplace))
     return out if negative_slope >= 0 else out[0]
 
@@ -170,6 +199,8 @@ def leaky_relu_(input: Tensor, negative_slope: float = 0.01) -> Tensor:
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:
     r"""Apply GELU, exact (``'none'``) or tanh-approximated. See :class:`manual_autograd.nn.GELU`."""
     _check_tensor("gelu", "input", input, 1)
+    if not isinstance(approximate, str):
+        raise TypeError(f"gelu(): argument 'approximate' must be str, not {type(approximate).__name__}")
     if approximate != "none" and approximate != "tanh":
         raise RuntimeError(f"gelu(): argument 'approximate' must be 'none' or 'tanh', got {approximate!r}")
     _check_floating("gelu", input)
@@ -182,6 +213,10 @@ def silu(input: Tensor, inplace: bool = False) -> Tensor:
     _check_floating("silu", input)
     if inplace:
         _check_inplace("silu", input)
+        if input.requires_grad and torch.is_grad_enabled():
+            # The old input must be kept; a differentiable copy (what torch's silu_ keeps too) lets
+            # double backward flow through it and works on views, then the result is copied back.
+            return input.copy_(SiLUFunction.apply(input.clone(), False))
         return SiLUFunction.apply(input, True)[0]
     return SiLUFunction.apply(input, False)
 
@@ -212,6 +247,11 @@ def cross_entropy(
         reduction = _reduction.legacy_get_string(size_average, reduce)
     _check_tensor("cross_entropy", "input", input, 1)
     _check_tensor("cross_entropy", "target", target, 2)
+    if torch._C._is_any_autocast_enabled() and torch.is_autocast_enabled(input.device.type):
+        # float32 under autocast, as torch's own; autocast stays off inside (no lower-precision matmul)
+        input, target, weight = _autocast(torch.float32, input.device, input, target, weight)
+        with torch.autocast(input.device.type, enabled=False):
+            return cross_entropy(input, target, weight, None, ignore_index, None, reduction, label_smoothing)
     if reduction not in ("none", "mean", "sum"):
         raise ValueError(f"cross_entropy(): argument 'reduction' must be 'none', 'mean' or 'sum', got {reduction!r}")
     if not 0.0 <= label_smoothing <= 1.0:
@@ -252,7 +292,7 @@ def cross_entropy(
         _check_index_target(input, target, C)
     try:
         return CrossEntropyFunction.apply(input, target, weight, int(ignore_index), reduction, float(label_smoothing))
-    except RuntimeError:
+    except (RuntimeError, IndexError):  # an out-of-range class index: name it clearly
         if not target.is_floating_point() and target.device.type == "cpu":
             _check_target_values(target, C, ignore_index)
         raise
@@ -287,6 +327,7 @@ def _check_index_target(input: Tensor, target: Tensor, C: int) -> None:
 
 
 def _check_target_values(target: Tensor, C: int, ignore_index: int) -> None:
+    target = target.long()  # a uint8 target would wrap a negative ignore_index
     bad = ((target < 0) | (target >= C)) & (target != ignore_index)
     if bad.any():
         value = target[bad].reshape(-1)[0]
@@ -294,3 +335,11 @@ def _check_target_values(target: Tensor, C: int, ignore_index: int) -> None:
             f"cross_entropy(): expected 'target' class indices in [0, {C}) or ignore_index={ignore_index}, "
             f"got {int(value)}"
         )
+
+
+# --------------------------------------------------------------------------------------------
+# fused ops (defined in manual_autograd.fused, which builds on the functions above)
+
+from .fused import activation_linear, linear_cross_entropy  # noqa: E402
+
+__all__ += ["activation_linear", "linear_cross_entropy"]

@@ -182,3 +182,9 @@ class CrossEntropyLoss(nn.CrossEntropyLoss):
             reduction=self.reduction,
             label_smoothing=self.label_smoothing,
         )
+
+
+# fused modules (defined in manual_autograd.fused_nn)
+from .fused_nn import MLP, ActivationLinear, LinearCrossEntropyLoss  # noqa: E402
+
+__all__ += ["ActivationLinear", "MLP", "LinearCrossEntropyLoss"]

@@ -1,0 +1,194 @@
+"""``python -m benchmarks``: time and saved memory of manual_autograd beside torch.nn.
+
+Examples::
+
+    python -m benchmarks                      # CPU, all cases, writes benchmarks/results/cpu.{md,json}
+    python -m benchmarks --device cuda        # CUDA, adds peak memory of a step
+    python -m benchmarks --quick --out /tmp/b # fewer rounds, somewhere else
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib
+import inspect
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import manual_autograd
+
+from . import cases as builtin
+from .common import measure_case, timer_fn
+
+# Modules of this package that may add cases through ``cases(device, quick)``; see common.py.
+EXTRA_MODULES = ("fused",)
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _parse(argv):
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--out", type=Path, default=RESULTS, help=f"output folder (default: {RESULTS})")
+    p.add_argument("--quick", action="store_true", help="few short rounds: a smoke run, noisy figures")
+    p.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads (default: all cores)")
+    p.add_argument("--rounds", type=int, default=None, help="interleaved rounds per figure (default 15, quick 3)")
+    p.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="time with the process's CPU time instead of wall time: with --threads 1, robust to "
+        "other processes on a shared machine (CPU only); results go to <device>-cputime.{md,json}",
+    )
+    p.add_argument("--only", default=None, help="run only cases whose name contains this text")
+    return p.parse_args(argv)
+
+
+def all_cases(device: torch.device, quick: bool) -> list:
+    found = builtin.cases(device, quick)
+    for name in EXTRA_MODULES:
+        try:
+            mod = importlib.import_module(f"{__package__}.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"{__package__}.{name}":
+                raise
+            continue
+        takes_quick = len(inspect.signature(mod.cases).parameters) > 1
+        found += list(mod.cases(device, quick) if takes_quick else mod.cases(device))
+    return found
+
+
+def _kib(n):
+    return f"{n / 1024:,.1f}"
+
+
+def _ms(s):
+    return f"{s * 1e3:.3f}"
+
+
+def _check(value, target):
+    if target is None:
+        return ""
+    return f" {'✓' if value <= target else '✗'} ≤{target:.2f}"
+
+
+def to_markdown(report: dict) -> str:
+    env = report["env"]
+    lines = [
+        f"Device: {env['device_name']}, {env['threads']} thread(s); torch {env['torch']}, "
+        f"Python {env['python']}; {report['rounds']} interleaved rounds per figure, {report['clock']}; {env['date']}.",
+        "",
+        f"Command: `{report['command']}`",
+        "",
+        "Times are medians in ms; ratios are manual / native, the median of per-round ratios "
+        "(interquartile range in brackets). Saved = unique bytes kept for backward, KiB, as "
+        "activations + model input (parameters excluded); the saved ratio is on activations for "
+        "models and heads, on the total for an op alone.",
+        "",
+    ]
+    cuda = any(r.get("native_peak") is not None for r in report["rows"])
+    head = (
+        "| case | fwd native | fwd manual | fwd ratio | step native | step manual | step ratio "
+        "| saved native | saved manual | saved ratio |"
+    )
+    rule = "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    if cuda:
+        head += " peak native MiB | peak manual MiB | peak ratio |"
+        rule += "---:|---:|---:|"
+    lines += [head, rule]
+    for r in report["rows"]:
+        f, s = r["forward"], r["step"]
+        n, m = r["native_saved"], r["manual_saved"]
+        cells = [
+            r["name"],
+            _ms(f["native_s"]),
+            _ms(f["manual_s"]),
+            f"{f['ratio']:.2f} [{f['ratio_q1']:.2f}–{f['ratio_q3']:.2f}]",
+            _ms(s["native_s"]),
+            _ms(s["manual_s"]),
+            f"**{s['ratio']:.2f}** [{s['ratio_q1']:.2f}–{s['ratio_q3']:.2f}]{_check(s['ratio'], r.get('step_target'))}",
+            f"{_kib(n['act'])} + {_kib(n['input'])}",
+            f"{_kib(m['act'])} + {_kib(m['input'])}",
+            f"**{r['saved_ratio']:.2f}**{_check(r['saved_ratio'], r.get('saved_target'))}",
+        ]
+        if cuda:
+            cells += [
+                f"{r['native_peak'] / 2**20:.2f}",
+                f"{r['manual_peak'] / 2**20:.2f}",
+                f"{r['peak_ratio']:.2f}" if r.get("peak_ratio") is not None else "",
+            ]
+        lines.append("| " + " | ".join(cells) + " |")
+    if report.get("relu_cache"):
+        base = report["relu_cache"][0]["act"]
+        lines += [
+            "",
+            "ReLU cache choice, 784-1024-1024-10 MLP at batch 256 (saved activation bytes, model input apart):",
+            "",
+            "| ReLU saves | saved activations KiB | vs torch.nn |",
+            "|---|---:|---:|",
+        ]
+        for r in report["relu_cache"]:
+            lines.append(f"| {r['variant']} | {_kib(r['act'])} | {r['act'] / base:.3f} |")
+    lines += ["", f"Whole run: {report['wall_s']:.0f} s."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> dict:
+    args = _parse(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device is available")
+    torch.set_num_threads(args.threads)
+    if args.cpu_time and device.type != "cpu":
+        raise SystemExit("--cpu-time measures CPU work: use it with --device cpu")
+    rounds = args.rounds or (3 if args.quick else 15)
+    min_run_time = 0.005 if args.quick else 0.02
+    timer = time.process_time if args.cpu_time else timer_fn
+    start = time.perf_counter()
+    selected = [c for c in all_cases(device, args.quick) if args.only is None or args.only in c.name]
+    rows = []
+    for case in selected:
+        t0 = time.perf_counter()
+        row = measure_case(case, device, rounds, min_run_time, timer=timer)
+        rows.append(row)
+        print(
+            f"{case.name:48s} fwd {row['forward']['ratio']:.2f}  step {row['step']['ratio']:.2f}  "
+            f"saved {row['saved_ratio']:.2f}  ({time.perf_counter() - t0:.1f} s)",
+            flush=True,
+        )
+    relu_cache = builtin.relu_cache_variants(device) if args.only is None else []
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
+    report = {
+        "command": "python -m benchmarks " + " ".join(sys.argv[1:] if argv is None else argv),
+        "rounds": rounds,
+        "min_run_time_s": min_run_time,
+        "clock": "process CPU time" if args.cpu_time else "wall time",
+        "env": {
+            "device": str(device),
+            "device_name": name,
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "manual_autograd": manual_autograd.__version__,
+            "python": platform.python_version(),
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        },
+        "rows": rows,
+        "relu_cache": relu_cache,
+        "wall_s": time.perf_counter() - start,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = device.type + ("-cputime" if args.cpu_time else "")
+    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
+    (args.out / f"{stem}.md").write_text(to_markdown(report))
+    print(f"wrote {args.out / stem}.md and .json in {report['wall_s']:.0f} s")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,298 @@
+"""Measurement utilities shared by every benchmark module.
+
+A benchmark *case* pits a native ``torch.nn`` implementation against the ``manual_autograd``
+one on the same data. :class:`Case` holds a name, a group and ``build(impl)`` which, for
+``impl`` in ``("native", "manual")``, returns an :class:`Impl`: three closures over the same
+tensors (``forward``, ``record``, ``step``), the parameters and the model inputs.
+:func:`measure_case` then times both (interleaved, :func:`time_ratio`), counts the bytes each
+keeps for backward (:func:`saved_bytes`) and, on CUDA, the peak memory of a step.
+
+Contract for extra benchmark modules (e.g. ``benchmarks/fused.py``): a module in this package
+that defines ``cases(device: torch.device, quick: bool) -> list[Case]`` and is listed in
+``benchmarks.__main__.EXTRA_MODULES`` is imported by ``python -m benchmarks`` (skipped when it
+does not exist) and its cases are measured and tabulated with the built-in ones. Build cases
+with :func:`training_case` (a model, a loss and a batch) or by hand with :class:`Impl`.
+
+Saved bytes are *unique* bytes: tensors kept for backward (caught by
+``torch.autograd.graph.saved_tensors_hooks``, plus any tensor a custom Function keeps as a
+``ctx`` attribute, found by walking the graph) deduplicated by untyped storage and counted at
+the storage's full size. Storages of parameters are excluded; storages of model inputs are
+reported apart (``input``), because the caller holds them anyway.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
+
+import torch
+from torch import Tensor
+from torch.utils.benchmark import Timer
+from torch.utils.benchmark.utils.timer import timer as timer_fn
+
+__all__ = [
+    "Impl",
+    "Case",
+    "saved_bytes",
+    "graph_ctx_tensors",
+    "time_ratio",
+    "peak_step_bytes",
+    "training_case",
+    "op_case",
+    "measure_case",
+    "IMPLS",
+]
+
+IMPLS = ("native", "manual")
+
+
+@dataclass
+class Impl:
+    """One implementation of a case, closed over its tensors.
+
+    Attributes:
+        forward: the forward pass alone, recorded by autograd as in training; returns the output.
+        record: forward and loss, returning the tensor ``backward`` would start from (its graph
+            is what :func:`saved_bytes` counts).
+        step: a training step: zero the grads, forward, loss, backward.
+        params: tensors excluded from saved bytes (they live anyway).
+        inputs: model inputs and targets; their saved bytes are reported apart.
+    """
+
+    forward: Callable[[], Tensor]
+    record: Callable[[], Tensor]
+    step: Callable[[], None]
+    params: Sequence[Tensor] = ()
+    inputs: Sequence[Tensor] = ()
+
+
+@dataclass
+class Case:
+    """A native-vs-manual comparison: ``build("native")`` and ``build("manual")`` give :class:`Impl`.
+
+    ``ratio_on`` names the saved-bytes figure the ratio is taken on: ``"act"`` (activations,
+    model inputs excluded; for models) or ``"total"`` (activations plus saved inputs; for an op
+    alone, whose input *is* the activation a network would keep).
+    """
+
+    name: str
+    group: str
+    build: Callable[[str], Impl]
+    ratio_on: str = "act"
+    meta: dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------
+# saved memory
+
+
+def _storage_key(t: Tensor):
+    s = t.untyped_storage()
+    return (t.device.type, t.device.index, s.data_ptr()), s.nbytes()
+
+
+def graph_ctx_tensors(root: Tensor) -> list:
+    """Tensors held as plain attributes of custom-Function ``ctx`` objects in ``root``'s graph.
+
+    ``save_for_backward`` goes through the saved-tensor hooks; a tensor stored as ``ctx.foo``
+    does not, so it is found here by walking the graph.
+    """
+    found, seen = [], set()
+    stack = [root.grad_fn] if root.grad_fn is not None else []
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        for value in getattr(node, "__dict__", {}).values():
+            items = value if isinstance(value, (list, tuple)) else (value,)
+            found.extend(v for v in items if isinstance(v, Tensor))
+        stack.extend(fn for fn, _ in node.next_functions)
+    return found
+
+
+def saved_bytes(record: Callable[[], Tensor], exclude: Sequence[Tensor] = (), model_input=()) -> dict:
+    """Unique bytes kept for backward by the graph ``record()`` builds.
+
+    Args:
+        record: runs a forward (and loss) with autograd on and returns the graph's root.
+        exclude: tensors whose storages are not counted (parameters).
+        model_input: a tensor or tensors whose storages are counted apart, as ``input``.
+
+    Returns:
+        ``{"act": bytes, "input": bytes, "tensors": number of saved tensors seen}``.
+    """
+    if isinstance(model_input, Tensor):
+        model_input = (model_input,)
+    skip = {_storage_key(t)[0] for t in exclude}
+    given = {_storage_key(t)[0] for t in model_input}
+    kept = {}  # storage key -> (nbytes, storage): holding the storage keeps its address unique
+    count = 0
+
+    def pack(t):
+        nonlocal count
+        count += 1
+        key, nbytes = _storage_key(t)
+        kept.setdefault(key, (nbytes, t.untyped_storage()))
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        root = record()
+    for t in graph_ctx_tensors(root):
+        pack(t)
+    act = sum(n for k, (n, _) in kept.items() if k not in skip and k not in given)
+    inp = sum(n for k, (n, _) in kept.items() if k in given)
+    return {"act": act, "input": inp, "tensors": count}
+
+
+def peak_step_bytes(step: Callable[[], None], device: torch.device) -> Optional[int]:
+    """CUDA only: ``max_memory_allocated`` during one step, above what was allocated before it."""
+    if device.type != "cuda":
+        return None
+    torch.cuda.synchronize(device)
+    base = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    step()
+    torch.cuda.synchronize(device)
+    return torch.cuda.max_memory_allocated(device) - base
+
+
+# --------------------------------------------------------------------------------------------
+# time
+
+
+def time_ratio(
+    native: Callable[[], object],
+    manual: Callable[[], object],
+    rounds: int = 20,
+    min_run_time: float = 0.02,
+    num_threads: Optional[int] = None,
+    timer: Callable[[], float] = timer_fn,
+) -> dict:
+    """Time ``native`` and ``manual`` interleaved; return medians and the median per-round ratio.
+
+    ``Timer.blocked_autorange`` first sizes a block (how many calls take ``min_run_time``) and
+    warms both up; then each round times one block of each, alternating which goes first, so that
+    drift in machine load hits both alike. The ratio manual/native is taken within each round;
+    its median and quartiles are reported, with the median time per call of each.
+    """
+    num_threads = torch.get_num_threads() if num_threads is None else num_threads
+    fns = {"native": native, "manual": manual}
+    timers = {k: Timer("fn()", globals={"fn": fn}, num_threads=num_threads, timer=timer) for k, fn in fns.items()}
+    number = {k: t.blocked_autorange(min_run_time=min_run_time).number_per_run for k, t in timers.items()}
+    times = {k: [] for k in fns}
+    ratios = []
+    for r in range(rounds):
+        order = ("native", "manual") if r % 2 == 0 else ("manual", "native")
+        for k in order:
+            times[k].append(timers[k].timeit(number[k]).median)
+        ratios.append(times["manual"][-1] / times["native"][-1])
+    q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
+    return {
+        "native_s": statistics.median(times["native"]),
+        "manual_s": statistics.median(times["manual"]),
+        "ratio": statistics.median(ratios),
+        "ratio_q1": q[0],
+        "ratio_q3": q[2],
+        "rounds": rounds,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# cases
+
+
+def training_case(
+    name: str,
+    group: str,
+    make_model: Callable[[str], torch.nn.Module],
+    x: Tensor,
+    target: Tensor,
+    make_loss: Callable[[str], torch.nn.Module],
+    ratio_on: str = "act",
+    meta: Optional[dict] = None,
+) -> Case:
+    """A case from a model factory and a loss factory, each given ``"native"`` or ``"manual"``.
+
+    Both implementations get a model with the same initial parameters (the manual model loads
+    the native one's ``state_dict``) and the same ``x`` and ``target``.
+    """
+    models = {}
+
+    def build(impl: str) -> Impl:
+        model = make_model(impl).to(x.device)
+        if "native" in models:
+            model.load_state_dict(models["native"].state_dict())
+        models[impl] = model
+        loss_fn = make_loss(impl)
+        params = list(model.parameters())
+
+        def forward():
+            return model(x)
+
+        def record():
+            return loss_fn(model(x), target)
+
+        def step():
+            model.zero_grad(set_to_none=True)
+            loss_fn(model(x), target).backward()
+
+        return Impl(forward, record, step, params, (x, target))
+
+    return Case(name, group, build, ratio_on, dict(meta or {}))
+
+
+def measure_case(case: Case, device: torch.device, rounds: int, min_run_time: float, timer=timer_fn) -> dict:
+    """Time and count one case; returns a JSON-ready row."""
+    impls = {k: case.build(k) for k in IMPLS}
+    row = {"name": case.name, "group": case.group, "ratio_on": case.ratio_on, **case.meta}
+    for k, impl in impls.items():
+        row[f"{k}_saved"] = saved_bytes(impl.record, impl.params, impl.inputs)
+        row[f"{k}_peak"] = peak_step_bytes(impl.step, device)
+    n, m = row["native_saved"], row["manual_saved"]
+    if case.ratio_on == "total":
+        num, den = m["act"] + m["input"], n["act"] + n["input"]
+    else:
+        num, den = m["act"], n["act"]
+    row["saved_ratio"] = num / den if den else (1.0 if num == 0 else math.inf)
+    if row["native_peak"] is not None:
+        row["peak_ratio"] = row["manual_peak"] / row["native_peak"] if row["native_peak"] else None
+    row["forward"] = time_ratio(impls["native"].forward, impls["manual"].forward, rounds, min_run_time, timer=timer)
+    row["step"] = time_ratio(impls["native"].step, impls["manual"].step, rounds, min_run_time, timer=timer)
+    return row
+
+
+def op_case(
+    name: str,
+    native: Callable[..., Tensor],
+    manual: Callable[..., Tensor],
+    inputs: Sequence[Tensor],
+    params: Sequence[Tensor] = (),
+    grad_out: Optional[Tensor] = None,
+    group: str = "op",
+    meta: Optional[dict] = None,
+) -> Case:
+    """One op alone: ``fn(*inputs, *params)``, backward from ``grad_out`` (or from a scalar output).
+
+    Saved bytes are compared on the total (``ratio_on="total"``): for an op alone its input is
+    the activation a network would keep.
+    """
+    args = tuple(inputs) + tuple(params)
+    leaves = [t for t in args if t.requires_grad]
+
+    def build(impl: str) -> Impl:
+        fn = native if impl == "native" else manual
+
+        def forward():
+            return fn(*args)
+
+        def step():
+            for t in leaves:
+                t.grad = None
+            fn(*args).backward(grad_out)
+
+        return Impl(forward, forward, step, tuple(params), tuple(inputs))
+
+    return Case(name, group, build, "total", dict(meta or {}))

@@ -1,0 +1,338 @@
+"""Fused ops beside their unfused torch.nn compositions: the ActivationLinear MLP and LinearCrossEntropy.
+
+``cases(device, quick)`` adds these rows to ``python -m benchmarks`` (see common.py). Run alone,
+this module also measures the peak memory of a training step on the CPU (:class:`LiveBytes`)
+and sets :func:`torch.nn.functional.linear_cross_entropy` (chunked, with its options) beside
+the chunked cross-entropy, and writes ``benchmarks/results/fused_<device>.{md,json}``::
+
+    python -m benchmarks.fused            # CPU, all rows
+    python -m benchmarks.fused --quick    # a smoke run: fewer rounds, noisy figures
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+import weakref
+from pathlib import Path
+
+import torch
+import torch.nn.functional as TF
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+
+import manual_autograd as ma
+from manual_autograd import functional as MF
+
+from .common import Case, Impl, measure_case, saved_bytes, time_ratio
+
+__all__ = ["LiveBytes", "peak_bytes", "mlp_case", "lce_case", "cases", "main"]
+
+RESULTS = Path(__file__).resolve().parent / "results"
+ACTS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU}
+LCE_SHAPE = dict(N=2048, in_features=512, C=32000)
+
+
+# --------------------------------------------------------------------------------------------
+# peak memory on any device
+
+
+class LiveBytes(TorchDispatchMode):
+    """Live bytes of the storages that ops create inside the block, and their peak.
+
+    Every storage an op allocates (an output its schema does not mark as aliasing an input) is
+    counted at its full size until it is freed (a ``weakref.finalize`` on the storage; torch
+    keeps one Python object per live storage).
+    Tensors that existed before the block (parameters, inputs) are not counted; gradients that
+    autograd accumulates into ``.grad`` are, since an op produced them. Scratch memory inside one
+    kernel is not seen; views and in-place results share a counted storage.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.live = self.peak = 0
+        self._sizes = {}
+
+    def _free(self, key):
+        self.live -= self._sizes.pop(key)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if any(r.alias_info is not None for r in func._schema.returns):
+            return out  # a view, an in-place or an out= result: memory that already existed
+        for t in tree_leaves(out):
+            if isinstance(t, torch.Tensor):
+                st = t.untyped_storage()
+                key, n = (t.device.type, t.device.index, st.data_ptr()), st.nbytes()
+                if n == 0 or key in self._sizes:
+                    continue
+                self._sizes[key] = n
+                self.live += n
+                self.peak = max(self.peak, self.live)
+                weakref.finalize(st, self._free, key)
+        return out
+
+
+def peak_bytes(step) -> int:
+    """Peak live bytes allocated during ``step()`` (above what was alive before it)."""
+    step()  # warm-up: lazily built state is not the step's
+    with LiveBytes() as m:
+        step()
+    return m.peak
+
+
+# --------------------------------------------------------------------------------------------
+# cases
+
+
+def mlp_case(activation: str, device, batch: int = 256, sizes=(784, 1024, 1024, 10)) -> Case:
+    """torch.nn ``Linear, act, …, Linear`` beside ``manual_autograd.nn.MLP`` (activations fused)."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(batch, sizes[0], generator=g).to(device)
+    target = torch.randint(0, sizes[-1], (batch,), generator=g).to(device)
+    act = ACTS[activation]
+    torch.manual_seed(0)
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers += [act()] if i else []
+        layers.append(nn.Linear(a, b))
+    native = nn.Sequential(*layers).to(device)
+    manual = ma.nn.MLP(sizes[0], list(sizes[1:]), activation_layer=act).to(device)
+    with torch.no_grad():  # same weights, in order
+        for p, q in zip(manual.parameters(), native.parameters(), strict=True):
+            p.copy_(q)
+    models = {"native": native, "manual": manual}
+    losses = {"native": nn.CrossEntropyLoss(), "manual": ma.nn.CrossEntropyLoss()}
+
+    def build(impl: str) -> Impl:
+        model, loss_fn = models[impl], losses[impl]
+
+        def record():
+            return loss_fn(model(x), target)
+
+        def step():
+            model.zero_grad(set_to_none=True)
+            loss_fn(model(x), target).backward()
+
+        return Impl(lambda: model(x), record, step, list(model.parameters()), (x, target))
+
+    name = f"fused MLP {'-'.join(map(str, sizes))} {activation}, b{batch}"
+    saved_target = None if activation == "relu" else 0.55
+    return Case(name, "fused", build, "act", {"batch": batch, "step_target": 1.05, "saved_target": saved_target})
+
+
+def _lce_tensors(device, N, in_features, C):
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(N, in_features, generator=g).to(device).requires_grad_()
+    w = (torch.randn(C, in_features, generator=g) * in_features**-0.5).to(device).requires_grad_()
+    target = torch.randint(0, C, (N,), generator=g).to(device)
+    return x, w, target
+
+
+def lce_fns(x, w, target) -> dict:
+    """Loss closures: the unfused torch composition, ours, and torch's chunked op with its options."""
+    Opt = torch.nn.LinearCrossEntropyOptions
+    return {
+        "native": lambda: TF.cross_entropy(TF.linear(x, w), target),
+        "manual": lambda: MF.linear_cross_entropy(x, w, target),
+        "torch chunked, options=LinearCrossEntropyOptions()": lambda: TF.linear_cross_entropy(
+            x, w, target, options=Opt()
+        ),
+        "torch chunked, chunking_method='aspect_ratio:4'": lambda: TF.linear_cross_entropy(
+            x, w, target, options=Opt(chunking_method="aspect_ratio:4")
+        ),
+        "torch chunked, batch_chunk_size=256": lambda: TF.linear_cross_entropy(
+            x, w, target, options=Opt(chunking_method=None, batch_chunk_size=256)
+        ),
+    }
+
+
+def _lce_step(fn, x, w):
+    def step():
+        x.grad = w.grad = None
+        fn().backward()
+
+    return step
+
+
+def lce_case(device, N: int, in_features: int, C: int, peak: bool = True) -> Case:
+    """``cross_entropy(linear(x, W), t)``: torch's unfused composition beside ours (chunked).
+
+    With ``peak``, the CPU-counted peak of a step (:func:`peak_bytes`) of each goes in the meta.
+    """
+    x, w, target = _lce_tensors(device, N, in_features, C)
+    fns = lce_fns(x, w, target)
+    meta = {"N": N, "in_features": in_features, "C": C, "step_target": 1.20, "peak_target": 0.10}
+    if peak:
+        for k in ("native", "manual"):
+            meta[f"{k}_live_peak"] = peak_bytes(_lce_step(fns[k], x, w))
+        meta["live_peak_ratio"] = meta["manual_live_peak"] / meta["native_live_peak"]
+
+    def build(impl: str) -> Impl:
+        fn = fns[impl]
+        return Impl(fn, fn, _lce_step(fn, x, w), (w,), (x, target))
+
+    return Case(f"linear_cross_entropy N{N} in{in_features} C{C}", "fused", build, "total", meta)
+
+
+def cases(device: torch.device, quick: bool = False) -> list:
+    return [mlp_case(a, device) for a in ("gelu", "silu", "relu")] + [lce_case(device, **LCE_SHAPE)]
+
+
+# --------------------------------------------------------------------------------------------
+# alone: the rows above, plus torch's chunked op beside ours
+
+
+def _mib(n):
+    return f"{n / 2**20:,.1f}"
+
+
+def _ratio(r):
+    return f"{r['ratio']:.2f} [{r['ratio_q1']:.2f}–{r['ratio_q3']:.2f}]"
+
+
+def _ok(value, target):
+    return "" if target is None else (" ✓" if value <= target else " ✗") + f" ≤{target:.2f}"
+
+
+def torch_chunked_rows(device, rounds, min_run_time, N, in_features, C) -> list:
+    """Each torch chunked option beside the unfused composition: step time ratio and peak."""
+    x, w, target = _lce_tensors(device, N, in_features, C)
+    fns = lce_fns(x, w, target)
+    native_step = _lce_step(fns["native"], x, w)
+    native_peak = peak_bytes(native_step)
+    rows = []
+    for name, fn in fns.items():
+        if name == "native":
+            continue
+        step = _lce_step(fn, x, w)
+        p = peak_bytes(step)
+        rows.append(
+            {
+                "name": name,
+                "live_peak": p,
+                "native_live_peak": native_peak,
+                "live_peak_ratio": p / native_peak,
+                "saved": saved_bytes(fn, (w,), (x, target)),
+                "step": time_ratio(native_step, step, rounds, min_run_time),
+            }
+        )
+        print(f"  {name:55s} step {rows[-1]['step']['ratio']:.2f}  peak {p / native_peak:.3f}", flush=True)
+    return rows
+
+
+def to_markdown(report) -> str:
+    env = report["env"]
+    out = [
+        f"Device: {env['device_name']}, {env['threads']} thread(s); torch {env['torch']}, Python {env['python']}; "
+        f"{report['rounds']} interleaved rounds per time ratio; {env['date']}.",
+        "",
+        f"Command: `{report['command']}`",
+        "",
+        "Ratios are manual / native (torch.nn's unfused layers), the median of per-round ratios, "
+        "interquartile range in brackets. Saved = unique bytes kept for backward by the graph, KiB "
+        "(activations + model input; parameters excluded). Peak = most bytes alive at once during "
+        "a training step (`zero_grad(set_to_none)`, forward, loss, backward) among the storages the "
+        "step's ops create, counted by `LiveBytes` (a TorchDispatchMode that sees every op's output "
+        "storage and a weakref finalizer on it); the parameter gradients count, the parameters do not.",
+        "",
+        "| case | step native ms | step manual ms | step ratio | fwd ratio | saved native | saved manual | saved ratio | peak native MiB | peak manual MiB | peak ratio |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in report["rows"]:
+        n, m, s = r["native_saved"], r["manual_saved"], r["step"]
+        peak = ["", "", ""]
+        if "native_live_peak" in r:
+            peak = [_mib(r["native_live_peak"]), _mib(r["manual_live_peak"]),
+                    f"**{r['live_peak_ratio']:.3f}**{_ok(r['live_peak_ratio'], r.get('peak_target'))}"]
+        out.append(
+            "| " + " | ".join([
+                r["name"],
+                f"{s['native_s'] * 1e3:.1f}",
+                f"{s['manual_s'] * 1e3:.1f}",
+                f"**{s['ratio']:.2f}** [{s['ratio_q1']:.2f}–{s['ratio_q3']:.2f}]{_ok(s['ratio'], r.get('step_target'))}",
+                _ratio(r["forward"]),
+                f"{n['act'] / 1024:,.0f} + {n['input'] / 1024:,.0f}",
+                f"{m['act'] / 1024:,.0f} + {m['input'] / 1024:,.0f}",
+                f"**{r['saved_ratio']:.2f}**{_ok(r['saved_ratio'], r.get('saved_target'))}",
+                *peak,
+            ]) + " |"
+        )
+    if report.get("torch_chunked"):
+        shape = report["lce_shape"]
+        out += [
+            "",
+            f"`torch.nn.functional.linear_cross_entropy` at N={shape['N']}, in_features={shape['in_features']}, "
+            f"C={shape['C']} beside the same unfused composition (its chunked op keeps its precomputed "
+            "gradients on the autograd node, outside saved-tensor hooks, so the saved column misses them; "
+            "the peak counts them):",
+            "",
+            "| torch op | step ratio vs unfused | saved KiB (act + input) | peak MiB | peak ratio |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for r in report["torch_chunked"]:
+            sv = r["saved"]
+            out.append(
+                f"| {r['name']} | {_ratio(r['step'])} | {sv['act'] / 1024:,.0f} + {sv['input'] / 1024:,.0f} "
+                f"| {_mib(r['live_peak'])} | {r['live_peak_ratio']:.3f} |"
+            )
+    out += ["", f"Whole run: {report['wall_s']:.0f} s."]
+    return "\n".join(out) + "\n"
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.fused", description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--quick", action="store_true", help="few short rounds: a smoke run, noisy figures")
+    p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 12, quick 3)")
+    p.add_argument("--lce-rounds", type=int, default=None, help="rounds for the 32000-class rows (default 4, quick 2)")
+    p.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads (default: all cores)")
+    args = p.parse_args(argv)
+    device = torch.device(args.device)
+    torch.set_num_threads(args.threads)
+    rounds = args.rounds or (3 if args.quick else 12)
+    lce_rounds = args.lce_rounds or (2 if args.quick else 4)
+    min_run_time = 0.01 if args.quick else 0.04
+    start = time.perf_counter()
+    rows = []
+    for case in cases(device, args.quick):
+        t0 = time.perf_counter()
+        row = measure_case(case, device, lce_rounds if "cross_entropy" in case.name else rounds, min_run_time)
+        rows.append(row)
+        print(f"{case.name:48s} step {row['step']['ratio']:.2f}  saved {row['saved_ratio']:.2f}  "
+              f"peak {row.get('live_peak_ratio', float('nan')):.3f}  ({time.perf_counter() - t0:.0f} s)", flush=True)
+    chunked = torch_chunked_rows(device, lce_rounds, min_run_time, **LCE_SHAPE)
+    report = {
+        "command": "python -m benchmarks.fused " + " ".join(sys.argv[1:] if argv is None else argv),
+        "rounds": rounds,
+        "lce_rounds": lce_rounds,
+        "lce_shape": LCE_SHAPE,
+        "env": {
+            "device": str(device),
+            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine()),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        },
+        "rows": rows,
+        "torch_chunked": chunked,
+        "wall_s": time.perf_counter() - start,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = f"fused_{device.type}"
+    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
+    (args.out / f"{stem}.md").write_text(to_markdown(report))
+    print(f"wrote {args.out / stem}.md and .json in {report['wall_s']:.0f} s")
+    return report
+
+
+if __name__ == "__main__":
+    main()

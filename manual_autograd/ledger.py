@@ -1,0 +1,340 @@
+"""The ledger: every tensor a forward pass keeps for its backward, attributed to the module that kept it.
+
+The forward pass writes a ledger and the backward pass settles it; what is written decides how
+much memory training takes. :func:`ledger` opens one around any forward pass, of this library's
+layers or of native ``torch.nn`` ones alike, with no change to the model:
+
+* ``torch.autograd.graph.saved_tensors_hooks`` sees every tensor an autograd node saves
+  (``ctx.save_for_backward`` of a custom Function, or the saved variables of a built-in op);
+* global module forward pre/post hooks keep a stack of the modules currently running, so each
+  saved tensor is attributed to the innermost one, and tell whether it is that module's input,
+  one of its parameters, its output or an intermediate value;
+* storages are compared by address (while the saved tensors are alive), so a tensor two modules
+  keep (a ReLU's output that the next Linear keeps as its input) is counted once in the unique
+  total and its row names the other module.
+
+Examples::
+
+    >>> model = torch.nn.Sequential(manual_autograd.nn.Linear(784, 128), manual_autograd.nn.ReLU(),
+    ...                             manual_autograd.nn.Linear(128, 10))
+    >>> with manual_autograd.ledger(model) as led:
+    ...     loss = model(torch.randn(64, 784)).square().mean()
+    >>> print(led)               # a table, one row per saved tensor
+    >>> led.unique_bytes         # bytes the backward will read, each storage once
+    >>> led.to_dict()["records"]  # the same rows as plain data
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import asdict, dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+from torch.nn.modules import module as _module
+
+__all__ = ["Ledger", "SavedRecord", "ledger"]
+
+
+@dataclass
+class SavedRecord:
+    """One tensor kept for backward.
+
+    Attributes:
+        module: qualified name of the innermost module running when it was saved (the root's
+            class name for the root itself), or ``None`` outside every module.
+        role: what the tensor is to that module: ``'input'`` (``'input1'``, ... for later
+            positional tensors), a parameter name (``'weight'``), ``'output'`` or ``'intermediate'``.
+        shape: the saved tensor's shape.
+        dtype: its dtype, e.g. ``'float32'``.
+        bytes: ``numel * element_size`` of the saved tensor itself.
+        storage: index of its storage in this ledger; equal indices share memory.
+        parameter: the parameter (``'fc1.weight'``) whose storage it is, if any.
+        shares_with: other modules that saved a tensor on the same storage.
+    """
+
+    module: Optional[str]
+    role: str
+    shape: Tuple[int, ...]
+    dtype: str
+    bytes: int
+    storage: int
+    parameter: Optional[str] = None
+    shares_with: List[str] = field(default_factory=list)
+
+
+def _storage_key(t: Tensor):
+    """(device, address) of ``t``'s storage, or ``None`` when it has none to share."""
+    try:
+        s = t.untyped_storage()
+    except (RuntimeError, NotImplementedError):  # sparse, nested, some subclasses
+        return None
+    ptr = s.data_ptr()
+    return (str(t.device), ptr) if ptr else None
+
+
+def _storage_bytes(t: Tensor) -> int:
+    try:
+        return t.untyped_storage().nbytes()
+    except (RuntimeError, NotImplementedError):
+        return t.numel() * t.element_size()
+
+
+def _fmt_bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)  # unreachable
+
+
+class Ledger:
+    """Records the tensors saved for backward while it is active. Use through :func:`ledger`.
+
+    Args:
+        roots: modules whose ``named_modules()`` names label the rows; modules outside them that
+            run in the context are labelled by class name (``CrossEntropyLoss``, ``ReLU#1``).
+    """
+
+    def __init__(self, *roots: nn.Module):
+        for i, r in enumerate(roots):
+            if not isinstance(r, nn.Module):
+                raise TypeError(f"ledger(): argument {i} must be an nn.Module, not {type(r).__name__}")
+        self.records: List[SavedRecord] = []
+        self._key_of: list = []
+        self._roots = roots
+        self._names: Dict[int, str] = {}
+        self._params: Dict[tuple, str] = {}  # storage key -> parameter name
+        self._storages: Dict[tuple, Tuple[int, weakref.ref]] = {}  # key -> (index, live tensor)
+        self._storage_bytes: List[int] = []
+        self._stack: list = []  # frames: [name, module, {key: role}, [record indices]]
+        self._handles: list = []
+        self._hooks = None
+        self._active = False
+
+    # ---- naming -------------------------------------------------------------------------
+
+    def _name(self, m: nn.Module) -> str:
+        name = self._names.get(id(m))
+        if name is None:  # a module outside the roots: class name, numbered if it repeats
+            base = type(m).__name__
+            taken = set(self._names.values())
+            name, i = base, 1
+            while name in taken:
+                name, i = f"{base}#{i}", i + 1
+            self._names[id(m)] = name
+            for pname, p in m.named_parameters(recurse=False):
+                self._add_param(f"{name}.{pname}", p)
+        return name
+
+    def _add_param(self, name: str, p: Tensor) -> None:
+        key = _storage_key(p)
+        if key is not None:
+            self._params.setdefault(key, name)
+
+    # ---- hooks --------------------------------------------------------------------------
+
+    def _pre_hook(self, m, args):
+        roles = {}
+        for i, a in enumerate(args):
+            if isinstance(a, Tensor):
+                key = _storage_key(a)
+                if key is not None:
+                    roles.setdefault(key, "input" if i == 0 else f"input{i}")
+        for pname, p in m.named_parameters(recurse=False):
+            key = _storage_key(p)
+            if key is not None:
+                roles.setdefault(key, pname)
+        self._stack.append([self._name(m), m, roles, []])
+
+    def _post_hook(self, m, args, out):
+        # Pop up to and including m's frame (a frame left by a module that raised goes too);
+        # a module that started before the ledger opened has no frame.
+        if not any(f[1] is m for f in self._stack):
+            return
+        while self._stack:
+            name, mod, roles, idx = self._stack.pop()
+            if mod is m:
+                outs = out if isinstance(out, (tuple, list)) else (out,)
+                keys = {_storage_key(o) for o in outs if isinstance(o, Tensor)}
+                for i in idx:
+                    r = self.records[i]
+                    if r.role == "intermediate" and self._key_of[i] in keys:
+                        r.role = "output"
+                break
+
+    def _pack(self, t: Tensor):
+        key = _storage_key(t)
+        frame = self._stack[-1] if self._stack else None
+        role = "intermediate"
+        if frame is not None and key is not None:
+            role = frame[2].get(key, "intermediate")
+        # Keep a detached alias (same storage, no grad_fn): the tensor itself would make a
+        # reference cycle through its own node when it is an output, and leak the graph.
+        # unpack gives it back and autograd restores its grad_fn.
+        is_param = isinstance(t, nn.Parameter) or isinstance(t._base, nn.Parameter)
+        t = t.detach()
+        # A storage is shared only with saved tensors that are still alive: after a graph is
+        # freed its addresses can be reused by unrelated tensors.
+        entry = self._storages.get(key) if key is not None else None
+        if entry is not None and entry[1]() is None:
+            entry = None
+        if entry is None:
+            index = len(self._storage_bytes)
+            self._storage_bytes.append(_storage_bytes(t))
+            if key is not None:
+                self._storages[key] = (index, weakref.ref(t))
+        else:
+            index = entry[0]
+        param = self._params.get(key) if key is not None else None
+        if param is None and is_param:
+            param = "parameter"
+        self.records.append(
+            SavedRecord(
+                module=frame[0] if frame is not None else None,
+                role=role,
+                shape=tuple(t.shape),
+                dtype=str(t.dtype).removeprefix("torch."),
+                bytes=t.numel() * t.element_size(),
+                storage=index,
+                parameter=param,
+            )
+        )
+        self._key_of.append(key)
+        if frame is not None:
+            frame[3].append(len(self.records) - 1)
+        return t
+
+    @staticmethod
+    def _unpack(t: Tensor) -> Tensor:
+        return t
+
+    def __enter__(self) -> "Ledger":
+        if self._active:
+            raise RuntimeError("ledger(): this ledger is already active; open a new one")
+        self.records, self._key_of, self._storages, self._storage_bytes = [], [], {}, []
+        self._names, self._params, self._stack = {}, {}, []
+        for root in self._roots:
+            for name, m in root.named_modules(remove_duplicate=False):
+                self._names.setdefault(id(m), name or type(root).__name__)
+            for pname, p in root.named_parameters(remove_duplicate=False):
+                self._add_param(pname, p)
+        self._handles = [
+            _module.register_module_forward_pre_hook(self._pre_hook),
+            _module.register_module_forward_hook(self._post_hook, always_call=True),
+        ]
+        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack)
+        self._hooks.__enter__()
+        self._active = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._hooks.__exit__(*exc)
+        for h in self._handles:
+            h.remove()
+        self._handles, self._hooks, self._stack, self._active = [], None, [], False
+        self._storages = {}  # drop the weak references; the records stay
+        self._finish()
+
+    def _finish(self) -> None:
+        by_storage: Dict[int, List[int]] = {}
+        for i, r in enumerate(self.records):
+            by_storage.setdefault(r.storage, []).append(i)
+        for i, r in enumerate(self.records):
+            others = [self.records[j].module for j in by_storage[r.storage] if j != i]
+            r.shares_with = sorted({"-" if m is None else m for m in others})
+
+    # ---- results ------------------------------------------------------------------------
+
+    @property
+    def total_bytes(self) -> int:
+        """Sum of every saved tensor's bytes, counting shared storage once per save."""
+        return sum(r.bytes for r in self.records)
+
+    @property
+    def unique_bytes(self) -> int:
+        """Bytes of the distinct storages the saved tensors live in: what backward keeps alive.
+
+        Storages count at their full size: a saved slice keeps its whole base tensor alive.
+        """
+        return sum(self._storage_bytes)
+
+    @property
+    def activation_bytes(self) -> int:
+        """:attr:`unique_bytes` less the parameters' storages (which exist with or without a graph)."""
+        params = {r.storage for r in self.records if r.parameter is not None}
+        return sum(b for i, b in enumerate(self._storage_bytes) if i not in params)
+
+    def by_module(self) -> Dict[Optional[str], List[SavedRecord]]:
+        """The records grouped by module name, in the order the modules first saved."""
+        out: Dict[Optional[str], List[SavedRecord]] = {}
+        for r in self.records:
+            out.setdefault(r.module, []).append(r)
+        return out
+
+    def to_dict(self) -> dict:
+        """Everything as plain data: ``records`` (a list of dicts) and the byte totals."""
+        return {
+            "records": [asdict(r) for r in self.records],
+            "total_bytes": self.total_bytes,
+            "unique_bytes": self.unique_bytes,
+            "activation_bytes": self.activation_bytes,
+        }
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __str__(self) -> str:
+        head = ("module", "saved", "shape", "dtype", "bytes", "shares storage with")
+        rows = []
+        for r in self.records:
+            shares = list(r.shares_with)
+            if r.parameter is not None and r.parameter != r.role:
+                shares.insert(0, f"param {r.parameter}")
+            elif r.parameter is not None:
+                shares.insert(0, "(parameter)")
+            rows.append(
+                (
+                    "-" if r.module is None else r.module,
+                    r.role,
+                    "(" + ", ".join(map(str, r.shape)) + ")",
+                    r.dtype,
+                    _fmt_bytes(r.bytes),
+                    ", ".join(shares) or "-",
+                )
+            )
+        widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(head)]
+        right = {4}  # bytes right-aligned
+
+        def line(cells):
+            return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+        out = [line(head), line(["-" * w for w in widths])]
+        out += [line(row) for row in rows]
+        out.append(
+            f"{len(self.records)} saved tensors, {_fmt_bytes(self.total_bytes)}; "
+            f"{len(self._storage_bytes)} distinct storages, {_fmt_bytes(self.unique_bytes)} "
+            f"(activations {_fmt_bytes(self.activation_bytes)}, "
+            f"parameters {_fmt_bytes(self.unique_bytes - self.activation_bytes)})"
+        )
+        return "\n".join(out)
+
+    def __repr__(self) -> str:
+        return f"Ledger({len(self.records)} saved tensors, unique {_fmt_bytes(self.unique_bytes)})"
+
+
+def ledger(*roots: nn.Module) -> Ledger:
+    """Open a ledger of the tensors saved for backward, to use as a context manager.
+
+    Args:
+        roots: modules whose qualified names label the rows (``'0'``, ``'fc1'``); any module run
+            inside the context is recorded, those outside ``roots`` under their class name.
+
+    Examples::
+
+        >>> with manual_autograd.ledger(model, loss_fn) as led:
+        ...     loss = loss_fn(model(x), y)
+        >>> print(led)
+    """
+    return Ledger(*roots)

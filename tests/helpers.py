@@ -1,0 +1,170 @@
+"""Shared test helpers: input builders, counted gradchecks, a saved-tensor recorder, comparisons."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass, field
+
+import pytest
+import torch
+
+# Counts of the gradcheck / gradgradcheck calls that ran (printed by conftest's terminal summary).
+COUNTS = {"gradcheck": 0, "gradgradcheck": 0}
+
+# Parity tolerance against torch.nn.functional, per dtype (float32: a few ulps of the values compared).
+TOL = {torch.float32: dict(rtol=1e-5, atol=1e-6), torch.float64: dict(rtol=1e-7, atol=1e-10)}
+
+
+def check_grads(fn, inputs, *, grad=True, gradgrad=True, fast=False, gradgrad_fast=True):
+    """Run ``gradcheck`` (and ``gradgradcheck``) on ``fn(*inputs)`` in float64, counting the calls.
+
+    ``fast`` uses ``gradcheck``'s ``fast_mode`` (one random projection instead of the full Jacobian);
+    ``gradgradcheck`` defaults to fast mode because it is the expensive one.
+    """
+    if grad:
+        assert torch.autograd.gradcheck(fn, inputs, fast_mode=fast)
+        COUNTS["gradcheck"] += 1
+    if gradgrad:
+        assert torch.autograd.gradgradcheck(fn, inputs, fast_mode=gradgrad_fast)
+        COUNTS["gradgradcheck"] += 1
+
+
+def away_from_zero(*shape, dtype=torch.float64, margin=0.1):
+    """Random values with ``|x| >= margin`` (both signs), so gradcheck never straddles a kink at 0."""
+    mag = torch.rand(shape, dtype=dtype) + margin
+    sign = torch.randint(0, 2, shape).to(dtype) * 2 - 1
+    return mag * sign
+
+
+def layout(t, kind):
+    """Return a copy of ``t`` (differentiable, never a view of ``t``) in a given memory layout.
+
+    ``'contiguous'``; ``'transposed'`` (last two dims swapped in memory, needs ``dim >= 2``);
+    ``'strided'`` (every other element of a twice-as-long last dim, needs ``dim >= 1``).
+    """
+    if kind == "contiguous":
+        return t.clone(memory_format=torch.contiguous_format)
+    if kind == "transposed":
+        out = t.transpose(-1, -2).clone(memory_format=torch.contiguous_format).transpose(-1, -2)
+        assert not out.is_contiguous() or t.shape[-1] <= 1 or t.shape[-2] <= 1
+        return out
+    if kind == "strided":
+        big = torch.zeros(*t.shape[:-1], 2 * t.shape[-1], dtype=t.dtype)
+        big[..., ::2] = t
+        out = big[..., ::2]
+        assert not out.is_contiguous() or t.shape[-1] <= 1 or t.numel() == 0
+        return out
+    raise ValueError(kind)
+
+
+def layouts_for(shape):
+    """The layouts that are meaningful (differ from contiguous) for ``shape``."""
+    kinds = ["contiguous"]
+    if len(shape) >= 1:
+        kinds.append("strided")
+    if len(shape) >= 2:
+        kinds.append("transposed")
+    return kinds
+
+
+def leaf(t, kind="contiguous", requires_grad=True):
+    """A fresh leaf with the values of ``t`` in memory layout ``kind`` (see :func:`layout`)."""
+    out = layout(t.detach(), kind)
+    return out.requires_grad_(requires_grad)
+
+
+@dataclass
+class Saved:
+    """One tensor that autograd packed for backward."""
+
+    shape: tuple
+    dtype: torch.dtype
+    nbytes: int  # numel * element_size: the bytes this saved tensor's values take
+    storage_nbytes: int  # bytes of the storage it lives in (catches a small view of a big buffer)
+    data_ptr: int
+    tensor: torch.Tensor = field(repr=False)
+
+
+@contextlib.contextmanager
+def record_saved():
+    """Record every tensor saved for backward inside the block (``saved_tensors_hooks``)."""
+    saved: list[Saved] = []
+
+    def pack(t):
+        saved.append(
+            Saved(
+                tuple(t.shape),
+                t.dtype,
+                t.numel() * t.element_size(),
+                t.untyped_storage().nbytes(),
+                t.data_ptr(),
+                t,
+            )
+        )
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        yield saved
+
+
+def function_nodes(grad_fn):
+    """The backward nodes of custom ``autograd.Function`` s (their ctx) reachable from ``grad_fn``."""
+    seen, stack, found = set(), [grad_fn], []
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, torch.autograd.function.BackwardCFunction):
+            found.append(node)
+        stack.extend(n for n, _ in node.next_functions)
+    return found
+
+
+def ctx_tensor_attrs(grad_fn):
+    """Attributes of the Function ctx nodes under ``grad_fn`` that hold tensors hidden from autograd."""
+    nodes = function_nodes(grad_fn)
+    assert nodes, "no custom Function in the graph"
+    bad = []
+    for node in nodes:
+        for name, value in vars(node).items():
+            values = list(value.values()) if isinstance(value, dict) else value
+            values = values if isinstance(values, (list, tuple)) else [values]
+            if any(isinstance(v, torch.Tensor) for v in values):
+                bad.append(f"{type(node).__name__}.{name}")
+    return bad
+
+
+def assert_close(a, b, **tol):
+    """``torch.testing.assert_close`` with this suite's per-dtype tolerance (overridable), nan == nan."""
+    tol = {**TOL.get(a.dtype, {}), **tol}
+    torch.testing.assert_close(a, b, equal_nan=True, **tol)
+
+
+def packed_bytes(n):
+    return math.ceil(n / 8)
+
+
+# Activation shapes: 0-dim, 1-D, empty, (*, n); each with every layout that differs for it.
+ACT_SHAPES = {"0d": (), "1d": (5,), "empty": (0,), "empty2d": (2, 0, 3), "2d": (3, 4), "3d": (2, 3, 4)}
+ACT_CASES = [
+    pytest.param(shape, kind, id=f"{name}-{kind}")
+    for name, shape in ACT_SHAPES.items()
+    for kind in layouts_for(shape)
+]
+
+
+def fresh(x, kind):
+    """A differentiable non-leaf copy of ``x`` in layout ``kind`` (an in-place op may overwrite it)."""
+    return layout(x, kind)
+
+
+def with_zeros(*shape, dtype=torch.float64):
+    """Random values of both signs with exact zeros (and a -0.0) sprinkled in."""
+    x = torch.randn(shape, dtype=dtype)
+    flat = x.view(-1)
+    flat[::3] = 0.0
+    if flat.numel() > 1:
+        flat[1] = -0.0
+    return x

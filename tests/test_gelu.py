@@ -1,0 +1,91 @@
+"""GELUFunction / functional.gelu: both approximations, gradcheck, parity, what is saved."""
+
+import pytest
+import torch
+import torch.nn.functional as TF
+from helpers import ACT_CASES, ACT_SHAPES, assert_close, check_grads, ctx_tensor_attrs, leaf, record_saved
+from torch.func import grad, vmap
+
+import manual_autograd.functional as F
+
+SINGLE_THREAD = True  # tiny tensors: see conftest._single_thread
+
+APPROX = ["none", "tanh"]
+
+
+@pytest.mark.parametrize("approximate", APPROX)
+@pytest.mark.parametrize("shape,kind", ACT_CASES)
+def test_gradcheck(shape, kind, approximate):
+    x = leaf(torch.randn(shape, dtype=torch.float64) * 2, kind)  # smooth: no kink to avoid
+    check_grads(lambda x: F.gelu(x, approximate=approximate), (x,))
+
+
+@pytest.mark.parametrize("approximate", APPROX)
+def test_gradcheck_wide_range(approximate):
+    # the tails (Φ → 0/1, tanh saturating) and the origin
+    x = leaf(torch.tensor([-8.0, -3.0, -1.0, -1e-3, 0.0, 1e-3, 0.5, 3.0, 8.0], dtype=torch.float64))
+    check_grads(lambda x: F.gelu(x, approximate=approximate), (x,))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("approximate", APPROX)
+@pytest.mark.parametrize("shape", list(ACT_SHAPES.values()) + [(1000,)], ids=list(ACT_SHAPES) + ["wide"])
+def test_parity(shape, approximate, dtype):
+    x = torch.randn(shape, dtype=dtype) * 4
+    ours, ref = leaf(x), leaf(x)
+    out = F.gelu(ours, approximate=approximate)
+    expect = TF.gelu(ref, approximate=approximate)
+    assert out.shape == expect.shape and out.dtype == expect.dtype
+    # float32: 1 + tanh(..) / 1 + erf(..) cancel in the left tail, so both round to ~1e-7 absolute
+    tol = dict(atol=1e-5) if dtype == torch.float32 else {}
+    assert_close(out, expect, **tol)
+    g = torch.randn_like(expect)
+    out.backward(g)
+    expect.backward(g)
+    assert_close(ours.grad, ref.grad, **tol)
+
+
+@pytest.mark.parametrize("approximate", APPROX)
+def test_float32_accuracy_matches_torchs(approximate):
+    # against a float64 reference, our float32 forward and derivative err no more than torch's (x2)
+    x64 = leaf(torch.linspace(-10, 10, 2001, dtype=torch.float64))
+    truth = TF.gelu(x64, approximate=approximate)
+    (dtruth,) = torch.autograd.grad(truth.sum(), x64)
+    errs = []
+    for lib in (F, TF):
+        x = leaf(x64.float())
+        out = lib.gelu(x, approximate=approximate)
+        (d,) = torch.autograd.grad(out.sum(), x)
+        errs.append(((out.double() - truth).abs().max(), (d.double() - dtruth).abs().max()))
+    (ours_f, ours_d), (ref_f, ref_d) = errs
+    assert ours_f <= 2 * ref_f + 1e-7 and ours_d <= 2 * ref_d + 1e-7, errs
+
+
+@pytest.mark.parametrize("approximate", APPROX)
+def test_derivative_at_zero_is_torchs(approximate):
+    ours, ref = leaf(torch.zeros(3, dtype=torch.float64)), leaf(torch.zeros(3, dtype=torch.float64))
+    F.gelu(ours, approximate=approximate).sum().backward()
+    TF.gelu(ref, approximate=approximate).sum().backward()
+    assert torch.equal(ours.grad, ref.grad) and ours.grad[0] == 0.5
+
+
+@pytest.mark.parametrize("approximate", APPROX)
+def test_saves_the_input_only(approximate):
+    x = leaf(torch.randn(4, 5))
+    with record_saved() as saved:
+        out = F.gelu(x, approximate=approximate)
+    assert len(saved) == 1
+    (s,) = saved
+    assert s.data_ptr == x.data_ptr() and s.dtype == torch.float32 and s.nbytes == 4 * 20
+    assert ctx_tensor_attrs(out.grad_fn) == []
+    before, version = x.detach().clone(), x._version
+    out.sum().backward()
+    assert x._version == version and torch.equal(x.detach(), before)
+
+
+@pytest.mark.parametrize("approximate", APPROX)
+def test_vmap_grad(approximate):
+    x = torch.randn(4, 6, dtype=torch.float64)
+    ours = vmap(grad(lambda v: (F.gelu(v, approximate=approximate) ** 2).sum()))(x)
+    ref = vmap(grad(lambda v: (TF.gelu(v, approximate=approximate) ** 2).sum()))(x)
+    assert_close(ours, ref)

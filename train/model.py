@@ -1,0 +1,199 @@
+"""The MNIST classifier: an MLP built from ``manual_autograd.nn`` (or, for comparison, from ``torch.nn``)."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, Sequence
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+from torchmetrics.classification import MulticlassAccuracy
+
+import manual_autograd.nn as mnn
+
+__all__ = ["ACTIVATIONS", "IMPLS", "OPTIMIZERS", "SCHEDULERS", "build_mlp", "MNISTClassifier"]
+
+ACTIVATIONS = ("relu", "leaky_relu", "gelu", "silu")
+IMPLS = ("manual", "torch")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULERS = ("constant", "onecycle", "cosine")
+
+# the layer classes each implementation builds from; both sides have the same constructors
+_LAYERS = {
+    "manual": {"linear": mnn.Linear, "relu": mnn.ReLU, "leaky_relu": mnn.LeakyReLU, "gelu": mnn.GELU, "silu": mnn.SiLU,
+               "loss": mnn.CrossEntropyLoss},
+    "torch": {"linear": nn.Linear, "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU, "silu": nn.SiLU,
+              "loss": nn.CrossEntropyLoss},
+}
+
+
+def _check_choice(name: str, value, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ValueError(f"MNISTClassifier: expected '{name}' to be one of {', '.join(map(repr, choices))}, got {value!r}")
+
+
+def build_mlp(sizes: Sequence[int], activation: str = "relu", impl: str = "manual", fused: bool = False) -> nn.Sequential:
+    """``Linear → activation → … → Linear`` for layer widths ``sizes`` (input first, classes last).
+
+    ``impl='manual'`` uses :mod:`manual_autograd.nn`, ``impl='torch'`` the :mod:`torch.nn` twins.
+    The manual modules subclass the torch ones, so both draw the same initial weights from the same
+    RNG state and have the same ``state_dict`` keys. (A fused implementation, one module for the
+    whole stack, would be one more branch here returning that module.)
+
+    Args:
+        sizes: ``[in_features, hidden_1, ..., num_classes]``, at least two entries
+        activation: ``'relu'`` | ``'leaky_relu'`` | ``'gelu'`` | ``'silu'``
+        impl: ``'manual'`` | ``'torch'``
+        fused: build :class:`manual_autograd.nn.MLP` (each hidden activation fused into the next
+            Linear, keeping one tensor per hidden layer for backward); ``impl='manual'`` only.
+            Same initial weights; ``state_dict`` keys ``0, 1, 2, …`` instead of ``0, 2, 4, …``.
+
+    Examples::
+
+        >>> build_mlp([784, 128, 10], "relu")
+        Sequential(
+          (0): Linear(in_features=784, out_features=128, bias=True)
+          (1): ReLU()
+          (2): Linear(in_features=128, out_features=10, bias=True)
+        )
+    """
+    _check_choice("activation", activation, ACTIVATIONS)
+    _check_choice("impl", impl, IMPLS)
+    layers = _LAYERS[impl]
+    if fused:
+        if impl != "manual":
+            raise ValueError(f"'fused: true' needs 'impl: manual', got impl={impl!r}")
+        return mnn.MLP(sizes[0], list(sizes[1:]), activation_layer=layers[activation])
+    modules: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        modules.append(layers["linear"](n_in, n_out))
+        if i < len(sizes) - 2:
+            modules.append(layers[activation]())
+    return nn.Sequential(*modules)
+
+
+class MNISTClassifier(L.LightningModule):
+    """An MLP on flattened 28×28 images, trained with cross-entropy; every choice comes from the config.
+
+    Args:
+        hidden_sizes: widths of the hidden layers, e.g. ``[512, 256]``
+        activation: ``relu`` | ``leaky_relu`` | ``gelu`` | ``silu``
+        impl: ``manual`` (``manual_autograd.nn``) | ``torch`` (``torch.nn``, the same network)
+        fused: with ``impl: manual``, fuse each hidden activation into the next Linear
+            (:class:`manual_autograd.nn.MLP`: half the saved activations with GELU / SiLU)
+        optimizer: ``sgd`` | ``adam`` | ``adamw``
+        lr: learning rate (the peak rate with ``scheduler: onecycle``)
+        momentum: SGD momentum
+        nesterov: SGD Nesterov momentum
+        weight_decay: L2 penalty (decoupled for ``adamw``)
+        scheduler: ``constant`` | ``onecycle`` (warm-up then cosine annealing, stepped every batch)
+            | ``cosine`` (cosine annealing to 0 over the run, stepped every batch)
+        warmup: fraction of the steps spent warming up (``onecycle`` only)
+        label_smoothing: label smoothing of the cross-entropy, in ``[0, 1]``
+        in_features: input size (flattened image)
+        num_classes: output size
+
+    Examples::
+
+        >>> model = MNISTClassifier(hidden_sizes=[128], optimizer="sgd", lr=0.1)
+        >>> model(torch.randn(4, 784)).shape
+        torch.Size([4, 10])
+    """
+
+    def __init__(
+        self,
+        hidden_sizes: list[int] = [512, 256],  # noqa: B006 (jsonargparse reads defaults from the signature)
+        activation: Literal["relu", "leaky_relu", "gelu", "silu"] = "relu",
+        impl: Literal["manual", "torch"] = "manual",
+        optimizer: Literal["sgd", "adam", "adamw"] = "adamw",
+        lr: float = 1e-3,
+        momentum: float = 0.9,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+        scheduler: Literal["constant", "onecycle", "cosine"] = "onecycle",
+        warmup: float = 0.25,
+        label_smoothing: float = 0.0,
+        in_features: int = 784,
+        num_classes: int = 10,
+        fused: bool = False,
+    ):
+        super().__init__()
+        # every check runs before anything is built, so a bad config never starts a run
+        _check_choice("activation", activation, ACTIVATIONS)
+        _check_choice("impl", impl, IMPLS)
+        _check_choice("optimizer", optimizer, OPTIMIZERS)
+        _check_choice("scheduler", scheduler, SCHEDULERS)
+        sizes = [in_features, *hidden_sizes, num_classes]
+        if any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in sizes):
+            raise ValueError(
+                f"expected 'hidden_sizes', 'in_features' and 'num_classes' to be positive integers, "
+                f"got hidden_sizes={hidden_sizes!r}, in_features={in_features!r}, num_classes={num_classes!r}"
+            )
+        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+            raise ValueError(f"MNISTClassifier: expected 'lr' (learning rate) to be a finite number > 0, got {lr!r}")
+        for name, value in (("momentum", momentum), ("weight_decay", weight_decay)):
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"MNISTClassifier: expected '{name}' to be a finite number >= 0, got {value!r}")
+        for name, value in (("warmup", warmup), ("label_smoothing", label_smoothing)):
+            if not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
+                raise ValueError(f"MNISTClassifier: expected '{name}' to be in [0, 1], got {value!r}")
+        if fused and impl != "manual":
+            raise ValueError(f"MNISTClassifier: 'fused: true' needs 'impl: manual', got impl={impl!r}")
+        if nesterov and (optimizer != "sgd" or momentum == 0):
+            raise ValueError(f"MNISTClassifier: 'nesterov: true' needs 'optimizer: sgd' with momentum > 0, got optimizer={optimizer!r}, "
+                             f"momentum={momentum!r}")
+        self.save_hyperparameters()
+
+        self.net = build_mlp(sizes, activation, impl, fused)
+        self.loss = _LAYERS[impl]["loss"](label_smoothing=label_smoothing)
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x.flatten(1))
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self(x)
+        loss = self.loss(logits, y)
+        self.train_acc(logits, y)
+        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train_acc", self.train_acc, on_step=False, on_epoch=True)
+        return loss
+
+    def _evaluate(self, batch, stage: str, acc: MulticlassAccuracy):
+        x, y = batch
+        logits = self(x)
+        acc(logits, y)
+        self.log(f"{stage}_loss", self.loss(logits, y), prog_bar=True)
+        self.log(f"{stage}_acc", acc, prog_bar=True)
+
+    def validation_step(self, batch, batch_idx):
+        self._evaluate(batch, "val", self.val_acc)
+
+    def test_step(self, batch, batch_idx):
+        self._evaluate(batch, "test", self.test_acc)
+
+    def predict_step(self, batch, batch_idx):
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self(x).argmax(1)
+
+    def configure_optimizers(self):
+        h = self.hparams
+        params = self.parameters()
+        if h.optimizer == "sgd":
+            opt = torch.optim.SGD(params, lr=h.lr, momentum=h.momentum, nesterov=h.nesterov, weight_decay=h.weight_decay)
+        elif h.optimizer == "adam":
+            opt = torch.optim.Adam(params, lr=h.lr, weight_decay=h.weight_decay)
+        else:
+            opt = torch.optim.AdamW(params, lr=h.lr, weight_decay=h.weight_decay)
+        if h.scheduler == "constant":
+            return opt
+        steps = int(self.trainer.estimated_stepping_batches)
+        if h.scheduler == "onecycle":
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=h.lr, total_steps=steps, pct_start=h.warmup)
+        else:
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
