@@ -2,9 +2,11 @@
 
 Examples::
 
-    python -m benchmarks                      # CPU, all cases, writes benchmarks/results/cpu.{md,json}
-    python -m benchmarks --device cuda        # CUDA, adds peak memory of a step
-    python -m benchmarks --quick --out /tmp/b # fewer rounds, somewhere else
+    python -m benchmarks                      # CPU, all threads, wall time: results/cpu.{md,json}
+    python -m benchmarks --threads 1 --cpu-time  # CPU time of one thread: results/cpu-cputime.*
+    python -m benchmarks --device cuda        # CUDA, adds peak memory of a step: results/cuda.*
+    python -m benchmarks --no-extra           # built-in cases only (not benchmarks/fused.py's)
+    python -m benchmarks --quick --out /tmp/b # a smoke run: few short rounds, somewhere else
 """
 
 from __future__ import annotations
@@ -47,12 +49,13 @@ def _parse(argv):
         "other processes on a shared machine (CPU only); results go to <device>-cputime.{md,json}",
     )
     p.add_argument("--only", default=None, help="run only cases whose name contains this text")
+    p.add_argument("--no-extra", action="store_true", help="built-in cases only, not those of EXTRA_MODULES")
     return p.parse_args(argv)
 
 
-def all_cases(device: torch.device, quick: bool) -> list:
+def all_cases(device: torch.device, quick: bool, extra: bool = True) -> list:
     found = builtin.cases(device, quick)
-    for name in EXTRA_MODULES:
+    for name in EXTRA_MODULES if extra else ():
         try:
             mod = importlib.import_module(f"{__package__}.{name}")
         except ModuleNotFoundError as e:
@@ -151,7 +154,7 @@ def main(argv=None) -> dict:
     min_run_time = 0.005 if args.quick else 0.02
     timer = time.process_time if args.cpu_time else timer_fn
     start = time.perf_counter()
-    selected = [c for c in all_cases(device, args.quick) if args.only is None or args.only in c.name]
+    selected = [c for c in all_cases(device, args.quick, not args.no_extra) if args.only is None or args.only in c.name]
     rows = []
     for case in selected:
         t0 = time.perf_counter()

@@ -43,7 +43,7 @@ def _act(z, activation, param):
     if activation == "relu":
         return z.clamp_min(0)
     if activation == "leaky_relu":
-        return torch.where(z > 0, z, z * param)
+        return TF.leaky_relu(z, param)
     if activation == "gelu":
         return TF.gelu(z, approximate=param)
     return TF.silu(z)
@@ -53,9 +53,9 @@ def _act_backward(grad, z, activation, param):
     """``grad * act'(z)``, differentiable in both ``grad`` and ``z``."""
     # NOTE: at z = 0, relu's derivative is taken as 0 and leaky_relu's as the slope, as torch does.
     if activation == "relu":
-        return torch.where(z > 0, grad, 0.0)
+        return torch.ops.aten.threshold_backward(grad, z, 0)
     if activation == "leaky_relu":
-        return torch.where(z > 0, grad, grad * param)
+        return torch.ops.aten.leaky_relu_backward(grad, z, param, False)
     if activation == "gelu":
         return torch.ops.aten.gelu_backward(grad, z, approximate=param)
     if not torch.is_grad_enabled():  # one pass; torch has no derivative for it
@@ -71,7 +71,8 @@ class ActivationLinearFunction(Function):
     ``act(z)``, recomputed from ``z`` (one pointwise pass); ``dL/db`` reads nothing. So only ``z``
     is kept, for every activation: for relu a sign mask would cover ``act'`` but not ``dL/dW``,
     which needs the values. The pointwise values and derivatives are torch's single-pass kernels
-    (``gelu``/``gelu_backward``, ``silu``/``silu_backward``; under ``create_graph`` the SiLU
+    (``threshold_backward``, ``leaky_relu_backward``, ``gelu``/``gelu_backward``,
+    ``silu``/``silu_backward``; under ``create_graph`` the SiLU
     derivative is written out, since ``silu_backward`` has no derivative), so the recompute costs
     one memory pass; what this op decides is what is kept and what is redone.
     """
@@ -110,10 +111,10 @@ def default_chunk_size(rows: int, in_features: int, num_classes: int) -> int:
     return max(1, min(num_classes, 1024))
 
 
-def _tile_rows(rows: int, in_features: int, chunk: int, scale: int = 1) -> int:
-    """Rows per tile so that a ``(tile, chunk)`` block of logits holds about ``scale`` times as
-    many values as the ``(rows, in_features)`` input (at least 2**16)."""
-    return max(1, min(rows, scale * max(rows * in_features, 1 << 16) // chunk))
+def _tile_rows(rows: int, in_features: int, chunk: int) -> int:
+    """Rows per tile so that a ``(tile, chunk)`` block of logits holds about as many values as the
+    ``(rows, in_features)`` input (at least 2**16)."""
+    return max(1, min(rows, max(rows * in_features, 1 << 16) // chunk))
 
 
 def _block(x, weight, bias, c0, c1, out=None):
@@ -191,7 +192,7 @@ class LinearCrossEntropyFunction(Function):
         t = torch.where(valid, target, 0).long()
         # in place into one reused buffer, except under torch.func transforms (vmap cannot write in place)
         fast = not torch._C._are_functorch_transforms_active()
-        tile = _tile_rows(rows, x.shape[1], chunk, scale=4)  # forward holds no weight gradient yet
+        tile = _tile_rows(rows, x.shape[1], 2 * chunk)  # a tile of half the input's size stays in cache
         buf = _buffer(x[:tile], min(chunk, C)) if fast else None
         lse, z_t, z_sum = [], [], []
         for r0 in range(0, rows, tile):
