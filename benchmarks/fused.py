@@ -238,7 +238,8 @@ def to_markdown(report) -> str:
     env = report["env"]
     out = [
         f"Device: {env['device_name']}, {env['threads']} thread(s); torch {env['torch']}, Python {env['python']}; "
-        f"{report['rounds']} interleaved rounds per time ratio; {env['date']}.",
+        f"{report['rounds']} interleaved rounds per time ratio ({report['lce_rounds']} for the "
+        f"{report['lce_shape']['C']}-class rows); {env['date']}.",
         "",
         f"Command: `{report['command']}`",
         "",

@@ -83,7 +83,8 @@ def _in_place(grad_out):
     being recorded (no double backward) and no vmap batches it (``torch.func``, or
     ``is_grads_batched``), under which a temporary may hold fewer elements than ``grad_out``."""
     return not (
-        torch.is_grad_enabled()
+        torch.compiler.is_compiling()  # traced graphs stay functional (and dynamo can't trace below)
+        or torch.is_grad_enabled()
         or torch._C._are_functorch_transforms_active()
         or torch._C._functorch.is_batchedtensor(grad_out)
         or torch._C._functorch.is_legacy_batchedtensor(grad_out)
