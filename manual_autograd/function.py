@@ -431,6 +431,29 @@ def _class_back(g, like):
     return g.reshape(like.shape[0], *like.shape[2:], like.shape[1]).movedim(-1, 1)
 
 
+def _ce_row_coefficients(grad_out, valid, weight, w_t, reduction, eps, C, rows):
+    """Per-row factors of the class-index cross-entropy gradient (shared with the fused op).
+
+    ``dL/dlogits = softmax ⊙ row_sum − smooth ⊗ weight − onehot ⊙ e_target``, row by row; returns
+    ``g`` (the upstream gradient per row), ``onehot``, ``row_sum`` and ``smooth`` (``None`` when
+    ``eps == 0``).
+    """
+    if reduction == "none":
+        g = grad_out.reshape(-1)
+    elif reduction == "sum":
+        g = grad_out.expand(rows)
+    else:
+        g = grad_out / w_t.sum()
+    # NOTE: ignored rows get exactly 0, even when the mean's denominator is 0 (g is inf/nan).
+    g = torch.where(valid, g, 0.0)
+    onehot = g * w_t * (1.0 - eps)
+    if eps == 0:
+        return g, onehot, onehot, None
+    w_sum = C if weight is None else weight.sum()
+    smooth = g * (eps / C)
+    return g, onehot, onehot + smooth * w_sum, smooth
+
+
 class CrossEntropyFunction(Function):
     """Softmax fused with cross-entropy: ``loss_i = −Σ_c q_ic log softmax(x_i)_c``.
 
@@ -541,25 +564,11 @@ class CrossEntropyFunction(Function):
         valid = t != ctx.ignore_index
         t = torch.where(valid, t, 0)
         w_t = valid.to(x.dtype) if weight is None else torch.where(valid, weight.gather(0, t), 0.0)
-        if reduction == "none":
-            g = grad_out.reshape(-1)
-        elif reduction == "sum":
-            g = grad_out.expand(rows)
-        else:
-            g = grad_out / w_t.sum()
-        # NOTE: ignored rows get exactly 0, even when the mean's denominator is 0 (g is inf/nan).
-        g = torch.where(valid, g, 0.0)
-        onehot_coef = g * w_t * (1.0 - eps)  # weight of the one-hot part of q per row
+        g, onehot_coef, row_sum, smooth = _ce_row_coefficients(grad_out, valid, weight, w_t, reduction, eps, C, rows)
         if need_x:
-            if eps == 0:
-                row_sum = onehot_coef
-            else:
-                w_sum = C if weight is None else weight.sum()
-                row_sum = onehot_coef + g * (eps / C) * w_sum
             grad = torch.softmax(xr, 1) * row_sum.unsqueeze(1)
-            if eps > 0:
-                w_row = 1.0 if weight is None else weight
-                grad = grad - (g * (eps / C)).unsqueeze(1) * w_row
+            if smooth is not None:
+                grad = grad - smooth.unsqueeze(1) * (1.0 if weight is None else weight)
             grad = grad.scatter_add(1, t.unsqueeze(1), -onehot_coef.unsqueeze(1))
             grad_x = _class_back(grad, x)
         if need_w:

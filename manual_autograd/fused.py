@@ -21,7 +21,7 @@ from torch import Tensor
 from torch.nn import functional as TF
 
 from . import functional as F
-from .function import Function, LinearFunction, _rows
+from .function import Function, LinearFunction, _ce_row_coefficients, _rows
 
 __all__ = [
     "ActivationLinearFunction",
@@ -142,24 +142,6 @@ def _target_logit(blk, t, c0):
     return torch.where(inside, picked, 0.0), inside
 
 
-def _row_coefficients(grad_out, t, valid, weight, w_t, out, reduction, eps, C, rows):
-    """Per-row factors of ``dL/dlogits = softmax ⊙ row_sum − smooth ⊗ w − onehot ⊙ e_t``."""
-    if reduction == "none":
-        g = grad_out.reshape(-1)
-    elif reduction == "sum":
-        g = grad_out.expand(rows)
-    else:
-        g = grad_out / w_t.sum()
-    # NOTE: ignored rows get exactly 0, even when the mean's denominator is 0 (g is inf/nan).
-    g = torch.where(valid, g, 0.0)
-    onehot = g * w_t * (1.0 - eps)
-    if eps == 0:
-        return g, onehot, onehot, None
-    w_sum = C if weight is None else weight.sum()
-    smooth = g * (eps / C)
-    return g, onehot, onehot + smooth * w_sum, smooth
-
-
 class LinearCrossEntropyFunction(Function):
     """``loss = cross_entropy(x Wᵀ + b, target)`` in blocks of classes, never holding the ``(N, C)`` logits.
 
@@ -248,9 +230,7 @@ class LinearCrossEntropyFunction(Function):
         valid = target != ctx.ignore_index
         t = torch.where(valid, target, 0).long()
         w_t = valid.to(x.dtype) if class_weight is None else torch.where(valid, class_weight.gather(0, t), 0.0)
-        g, onehot, row_sum, smooth = _row_coefficients(
-            grad_out, t, valid, class_weight, w_t, out, ctx.reduction, eps, C, rows
-        )
+        g, onehot, row_sum, smooth = _ce_row_coefficients(grad_out, valid, class_weight, w_t, ctx.reduction, eps, C, rows)
         if torch.is_grad_enabled() or need_cw or torch._C._are_functorch_transforms_active():
             return _lce_backward_graph(
                 x, weight, bias, t, valid, class_weight, out, g, onehot, row_sum, smooth, ctx,
