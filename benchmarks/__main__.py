@@ -12,22 +12,18 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import datetime
 import importlib
 import inspect
-import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-import manual_autograd
 
 from . import cases as builtin
-from .common import measure_case, timer_fn
+from .common import env_info, measure_case, timer_fn, write_report
 
 # Modules of this package that may add cases through ``cases(device, quick)``; see common.py.
 EXTRA_MODULES = ("fused",)
@@ -166,30 +162,17 @@ def main(argv=None) -> dict:
             flush=True,
         )
     relu_cache = builtin.relu_cache_variants(device) if args.only is None else []
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
     report = {
         "command": "python -m benchmarks " + " ".join(sys.argv[1:] if argv is None else argv),
         "rounds": rounds,
         "min_run_time_s": min_run_time,
         "clock": "process CPU time" if args.cpu_time else "wall time",
-        "env": {
-            "device": str(device),
-            "device_name": name,
-            "threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "manual_autograd": manual_autograd.__version__,
-            "python": platform.python_version(),
-            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        },
+        "env": env_info(device),
         "rows": rows,
         "relu_cache": relu_cache,
         "wall_s": time.perf_counter() - start,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = device.type + ("-cputime" if args.cpu_time else "")
-    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
-    (args.out / f"{stem}.md").write_text(to_markdown(report))
-    print(f"wrote {args.out / stem}.md and .json in {report['wall_s']:.0f} s")
+    write_report(report, args.out, device.type + ("-cputime" if args.cpu_time else ""), to_markdown)
     return report
 
 

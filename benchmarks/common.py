@@ -22,9 +22,13 @@ reported apart (``input``), because the caller holds them anyway.
 
 from __future__ import annotations
 
+import datetime
+import json
 import math
+import platform
 import statistics
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import torch
@@ -296,3 +300,27 @@ def op_case(
         return Impl(forward, forward, step, tuple(params), tuple(inputs))
 
     return Case(name, group, build, "total", dict(meta or {}))
+
+
+def env_info(device: torch.device) -> dict:
+    """The machine and versions a report was measured on."""
+    import manual_autograd
+
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
+    return {
+        "device": str(device),
+        "device_name": name,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "manual_autograd": manual_autograd.__version__,
+        "python": platform.python_version(),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def write_report(report: dict, out: Path, stem: str, to_markdown: Callable[[dict], str]) -> None:
+    """Write ``report`` as ``out/stem.json`` and its markdown table as ``out/stem.md``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
+    (out / f"{stem}.md").write_text(to_markdown(report))
+    print(f"wrote {out / stem}.md and .json in {report['wall_s']:.0f} s")

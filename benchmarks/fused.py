@@ -12,10 +12,7 @@ the chunked cross-entropy, and writes ``benchmarks/results/fused_<device>.{md,js
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
-import platform
 import sys
 import time
 import weakref
@@ -30,7 +27,7 @@ from torch.utils._pytree import tree_leaves
 import manual_autograd as ma
 from manual_autograd import functional as MF
 
-from .common import Case, Impl, measure_case, saved_bytes, time_ratio
+from .common import Case, Impl, env_info, measure_case, saved_bytes, time_ratio, write_report
 
 __all__ = ["LiveBytes", "peak_bytes", "mlp_case", "lce_case", "cases", "main"]
 
@@ -324,23 +321,12 @@ def main(argv=None) -> dict:
         "rounds": rounds,
         "lce_rounds": lce_rounds,
         "lce_shape": LCE_SHAPE,
-        "env": {
-            "device": str(device),
-            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine()),
-            "threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        },
+        "env": env_info(device),
         "rows": rows,
         "torch_chunked": chunked,
         "wall_s": time.perf_counter() - start,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"fused_{device.type}"
-    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
-    (args.out / f"{stem}.md").write_text(to_markdown(report))
-    print(f"wrote {args.out / stem}.md and .json in {report['wall_s']:.0f} s")
+    write_report(report, args.out, f"fused_{device.type}", to_markdown)
     return report
 
 
