@@ -220,7 +220,7 @@ def _leaky_derivative(out, slope):
 
 
 class LeakyReLUFunction(Function):
-    """``out = x`` where ``x > 0``, else ``negative_slope * x``.
+    """``out = x`` where ``x > 0``, else ``negative_slope * x`` (the value from torch's own kernel).
 
     For ``negative_slope >= 0`` the output's sign is the input's, so the output (kept by the next
     Linear anyway) is saved. For a negative slope it is not: the forward then also returns a
@@ -231,18 +231,11 @@ class LeakyReLUFunction(Function):
     @staticmethod
     def forward(x, negative_slope, inplace):
         mask = None if negative_slope >= 0 else _pack_bits(x > 0)
-        # NOTE: for slope <= 1, x and slope·x are ordered as x's sign says, so max(x, slope·x) is x
-        # for x > 0 and slope·x otherwise, exactly (min for slope > 1): two float kernels, where a
-        # bool mask and where() cost several times more on CPU. Slope 0 picks by the sign, since
-        # there max(inf, inf·0) would be nan.
-        into = x if inplace else None
-        if negative_slope == 0:
-            out = torch.where(x > 0, x, x * negative_slope, out=into)
-        else:
-            pick = torch.maximum if negative_slope <= 1 else torch.minimum
-            out = pick(x, x * negative_slope, out=into)
         if inplace:
+            torch._C._nn.leaky_relu_(x, negative_slope)
             out = x  # the input object itself: torch.compile matches dirty inputs by identity
+        else:
+            out = torch._C._nn.leaky_relu(x, negative_slope)
         return out if mask is None else (out, mask)
 
     @staticmethod
@@ -285,8 +278,9 @@ _HALF = (torch.float16, torch.bfloat16)
 
 
 def _opmath(t):
-    """``t`` in float32 if it is half precision: the smooth activations compute in float32 and
-    round once, as torch's own kernels do (chains of half-precision ops lose up to 2x accuracy)."""
+    """``t`` in float32 if it is half precision: the smooth activations' derivatives compute in
+    float32 and round once, as torch's own kernels do (chains of half-precision ops lose up to 2x
+    accuracy)."""
     return t.float() if t.dtype in _HALF else t
 
 
@@ -294,7 +288,6 @@ def _cast_like(t, like):
     return t if t.dtype == like.dtype else t.to(like.dtype)
 
 
-_SQRT1_2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _SQRT_2_PI = math.sqrt(2.0 / math.pi)
 _GELU_C = 0.044715
@@ -308,35 +301,33 @@ def _gelu_derivative(x, approximate):
         t = torch.tanh(_SQRT_2_PI * x * (1.0 + _GELU_C * x2))
         return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * _SQRT_2_PI * (1.0 + 3.0 * _GELU_C * x2)
     # Φ(x) + x φ(x)
-    return 0.5 * (1.0 + torch.erf(x * _SQRT1_2)) + x * torch.exp(-0.5 * x * x) * _INV_SQRT_2PI
+    return torch.special.ndtr(x) + x * torch.exp(-0.5 * x * x) * _INV_SQRT_2PI
 
 
 def _gelu_grad_(x, approximate, grad_out):
     """``grad_out * d out / dx`` for float32/64 ``x`` outside double backward: in place on fresh
-    temporaries, every full-size allocation (on CPU, often more costly than the kernel) saved."""
+    temporaries, in as few full-size kernels as it takes (on CPU each costs a pass over memory)."""
     if approximate == "tanh":
         x2 = x.square()
         t = (x2 * (_SQRT_2_PI * _GELU_C)).add_(_SQRT_2_PI).mul_(x).tanh_()  # tanh(√(2/π)(x + c x³))
-        # 0.5 (1 + t) + 0.5 x (1 − t²) √(2/π) (1 + 3 c x²)
-        q = t.square().neg_().add_(1.0).mul_(x).mul_(x2.mul_(1.5 * _SQRT_2_PI * _GELU_C).add_(0.5 * _SQRT_2_PI))
-        return t.mul_(0.5).add_(0.5).add_(q).mul_(grad_out)
-    # Φ(x) + x φ(x), with Φ(x) = (1 + erf(x/√2)) / 2 and φ(x) = exp(−x²/2) / √(2π)
+        # 0.5 (1 + t) + x (1 − t²) · √(2/π) (0.5 + 1.5 c x²)
+        q = x2.mul_(1.5 * _SQRT_2_PI * _GELU_C).add_(0.5 * _SQRT_2_PI).mul_(x)
+        return torch.addcmul(q, q, t.square(), value=-1.0).add_(t, alpha=0.5).add_(0.5).mul_(grad_out)
+    # Φ(x) + x φ(x), with Φ = ndtr and φ(x) = exp(−x²/2) / √(2π)
     phi = x.square().mul_(-0.5).exp_()
-    return (x * _SQRT1_2).erf_().mul_(0.5).add_(0.5).addcmul_(phi, x, value=_INV_SQRT_2PI).mul_(grad_out)
+    return torch.special.ndtr(x).addcmul_(phi, x, value=_INV_SQRT_2PI).mul_(grad_out)
 
 
 class GELUFunction(Function):
-    """``approximate='none'``: ``x Φ(x)``; ``'tanh'``: ``x/2 (1 + tanh(√(2/π)(x + 0.044715 x³)))``."""
+    """``approximate='none'``: ``x Φ(x)``; ``'tanh'``: ``x/2 (1 + tanh(√(2/π)(x + 0.044715 x³)))``.
+
+    The forward value is torch's own GELU kernel (one pass, float32 inside for half precision);
+    the derivative is written out below.
+    """
 
     @staticmethod
     def forward(x, approximate):
-        xf = _opmath(x)  # (forward runs without grad: in place on its own temporaries)
-        if approximate == "tanh":
-            u = (xf * xf).mul_(_SQRT_2_PI * _GELU_C).add_(_SQRT_2_PI).mul_(xf)  # √(2/π)(x + c x³)
-            out = u.tanh_().add_(1.0).mul_(xf).mul_(0.5)
-        else:
-            out = (xf * _SQRT1_2).erf_().add_(1.0).mul_(xf).mul_(0.5)
-        return _cast_like(out, x)
+        return torch._C._nn.gelu(x, approximate=approximate)
 
     @staticmethod
     def setup_context(ctx, inputs, out):
@@ -367,24 +358,18 @@ def _silu_derivative(x):
 class SiLUFunction(Function):
     """``out = x σ(x)``; ``d out/dx = σ(x) (1 + x (1 − σ(x)))``.
 
-    In place, the input is overwritten, so the forward first keeps a copy of it and returns it
-    as a second, non-differentiable output (what torch's own ``silu_`` keeps too).
+    The forward value is torch's own SiLU kernel. In place, the input is overwritten, so the
+    forward first keeps a copy of it and returns it as a second, non-differentiable output (what
+    torch's own ``silu_`` keeps too).
     """
 
     @staticmethod
     def forward(x, inplace):
-        if x.dtype in _HALF:  # in float32, rounded once (see _opmath)
-            xf = x.float()
-            out = (xf * torch.sigmoid(xf)).to(x.dtype)
-            if not inplace:
-                return out
-            x.copy_(out)
-            return x, xf.to(x.dtype)  # the input object itself (see ReLUFunction.forward)
         if inplace:
             x0 = x.clone()
-            x.mul_(torch.sigmoid(x0))
+            torch._C._nn.silu_(x)
             return x, x0  # the input object itself (see ReLUFunction.forward)
-        return torch.sigmoid(x).mul_(x)
+        return torch._C._nn.silu(x)
 
     @staticmethod
     def setup_context(ctx, inputs, out):
@@ -400,9 +385,9 @@ class SiLUFunction(Function):
     def backward(ctx, grad_out, *_):
         (x,) = ctx.saved_tensors
         if x.dtype not in _HALF and grad_out.dtype == x.dtype and _in_place(grad_out):
-            # in place on fresh temporaries: σ (1 + x − x σ) grad_out
+            # in place on fresh temporaries: σ + σ · (x − x σ), times grad_out
             s = torch.sigmoid(x)
-            return (x * s).neg_().add_(x).add_(1.0).mul_(s).mul_(grad_out), None
+            return torch.addcmul(s, s, torch.addcmul(x, x, s, value=-1.0)).mul_(grad_out), None
         return _cast_like(grad_out * _silu_derivative(x), grad_out), None
 
     @staticmethod
@@ -458,141 +443,106 @@ class CrossEntropyFunction(Function):
     """Softmax fused with cross-entropy: ``loss_i = −Σ_c q_ic log softmax(x_i)_c``.
 
     ``q`` is the target distribution: one-hot class indices (weighted by ``weight[t]``) or class
-    probabilities (weighted by ``weight``), smoothed by ``label_smoothing``. The backward is
-    ``softmax(x) · Σ_c q_ic − q``, scaled once by the reduction. Saves the logits, the target,
-    the class weight, and for ``'mean'`` the 0-dim output (the weighted mean's denominator is
-    recomputed from the target).
+    probabilities (weighted by ``weight``), smoothed by ``label_smoothing``. Returns
+    ``(loss, logp)``: the log-probabilities ``logp = log softmax(x)`` are a second output so that
+    backward can read them (``softmax(x) = exp(logp)``, one kernel, where recomputing the softmax
+    takes a reduction) and double backward still reaches ``x`` through them, as torch's own
+    ``log_softmax`` does. The backward is ``softmax(x) · Σ_c q_ic − q``, scaled once by the
+    reduction. Saves ``logp`` (the size of the logits, which are not kept), the target, the class
+    weight, and for ``'mean'`` the 0-dim loss (the weighted mean's denominator is recomputed from
+    the target).
     """
 
     @staticmethod
     def forward(x, target, weight, ignore_index, reduction, label_smoothing):
+        logp = torch.log_softmax(x, 1 if x.dim() > 1 else 0)
         if label_smoothing == 0 and not target.is_floating_point():
-            # the common case: the loss value is −log softmax(x) picked at the target, (weighted)
-            # and reduced, which log_softmax and nll_loss compute in two kernels
+            # the common case: the loss value is logp picked at the target, (weighted) and reduced
             t = target if target.dtype == torch.int64 else target.long()  # NOTE: a uint8 target would wrap ignore_index
-            logp = torch.log_softmax(x, 1 if x.dim() > 1 else 0)
-            return torch.nn.functional.nll_loss(logp, t, weight, ignore_index=ignore_index, reduction=reduction)
-        xr = _class_last(x)
-        C = xr.shape[1]
+            return torch.nn.functional.nll_loss(logp, t, weight, ignore_index=ignore_index, reduction=reduction), logp
+        lr = _class_last(logp)
+        C = lr.shape[1]
         eps = label_smoothing
         # NOTE: log_softmax is max-shifted inside (never log(0) or exp overflow), and summing
         # q·log p, rather than lse·Σq − Σ q·x, avoids cancelling two ~|x| numbers (logits ~1e4).
-        logp = torch.log_softmax(xr, 1)
         if target.is_floating_point():  # class probabilities
             q = _class_last(target)
             if eps > 0:
                 q = q * (1.0 - eps) + eps / C
             if weight is not None:
                 q = q * weight
-            loss = -(q * logp).sum(1)
+            loss = -(q * lr).sum(1)
             if reduction == "none":
-                return loss.reshape(x.shape[:1] + x.shape[2:] if x.dim() > 1 else ())
+                return loss.reshape(x.shape[:1] + x.shape[2:] if x.dim() > 1 else ()), logp
             total = loss.sum()
-            return total / (xr.shape[0] if xr.shape[0] else float("nan")) if reduction == "mean" else total
+            return (total / (lr.shape[0] if lr.shape[0] else float("nan")) if reduction == "mean" else total), logp
 
         t = target.reshape(-1).long()  # NOTE: compare as int64: a uint8 target would wrap ignore_index
         valid = t != ignore_index
         t = torch.where(valid, t, 0)
-        nll = -logp.gather(1, t.unsqueeze(1)).squeeze(1)
+        nll = -lr.gather(1, t.unsqueeze(1)).squeeze(1)
         w_t = valid.to(x.dtype) if weight is None else torch.where(valid, weight.gather(0, t), 0.0)
         loss = w_t * nll if eps == 0 else (1.0 - eps) * w_t * nll
         if eps > 0:  # smoothing term: (eps/C) Σ_c w_c (−log p_c), zero on ignored rows
-            smooth = -(logp.sum(1) if weight is None else logp.matmul(weight))
+            smooth = -(lr.sum(1) if weight is None else lr.matmul(weight))
             loss = loss + torch.where(valid, smooth, 0.0) * (eps / C)
         if reduction == "none":  # (C) input: a 0-dim loss even for a target of shape (1,)
-            return loss.reshape(target.shape if x.dim() > 1 else ())
+            return loss.reshape(target.shape if x.dim() > 1 else ()), logp
         if reduction == "sum":
-            return loss.sum()
-        return loss.sum() / w_t.sum()
+            return loss.sum(), logp
+        return loss.sum() / w_t.sum(), logp
 
     @staticmethod
     def setup_context(ctx, inputs, out):
-        x, target, weight, ignore_index, reduction, label_smoothing = inputs
+        _, target, weight, ignore_index, reduction, label_smoothing = inputs
+        loss, logp = out
+        ctx.set_materialize_grads(False)  # logp's gradient is None but in double backward
         ctx.ignore_index, ctx.reduction, ctx.label_smoothing = ignore_index, reduction, label_smoothing
-        ctx.save_for_backward(x, target, weight, out if reduction == "mean" else None)
-        _save_for_jvp(ctx, x, target, weight, out)
+        ctx.common = label_smoothing == 0 and weight is None and not target.is_floating_point()
+        ctx.save_for_backward(logp, target, weight, loss if reduction == "mean" else None)
+        _save_for_jvp(ctx, logp, target, weight, loss)
 
     @staticmethod
-    def backward(ctx, grad_out):
-        x, target, weight, out = ctx.saved_tensors
-        need_x, need_t, need_w = ctx.needs_input_grad[:3]
-        eps, reduction = ctx.label_smoothing, ctx.reduction
-        xr = _class_last(x)
-        rows, C = xr.shape
-        grad_x = grad_t = grad_w = None
-
-        if target.is_floating_point():
-            q = _class_last(target)
-            if eps > 0:
-                q = q * (1.0 - eps) + eps / C
-            qw = q if weight is None else q * weight
-            # per-row upstream gradient g_i
-            if reduction == "none":
-                g = grad_out.reshape(rows, 1)
-            else:
-                g = grad_out.reshape(1, 1) / rows if reduction == "mean" else grad_out.reshape(1, 1)
-            if need_x:
-                grad_x = _class_back(g * (torch.softmax(xr, 1) * qw.sum(1, keepdim=True) - qw), x)
-            if need_t or need_w:
-                neg_logp = -torch.log_softmax(xr, 1)
-                if need_t:
-                    scale = (1.0 - eps) if weight is None else (1.0 - eps) * weight
-                    grad_t = _class_back(g * scale * neg_logp, target)
-                if need_w:
-                    grad_w = (g * q * neg_logp).sum(0)
-            return grad_x, grad_t, grad_w, None, None, None
-
-        if eps == 0 and weight is None:  # the common case, in as few kernels as it takes
-            t = target.reshape(-1, 1)  # (rows, 1): the shape of the per-row factors below
-            if t.dtype != torch.int64:
-                t = t.long()
+    def backward(ctx, grad_out, grad_logp):
+        logp, target, weight, out = ctx.saved_tensors
+        if ctx.common and grad_logp is None and grad_out is not None:  # class indices, no weight or smoothing: in few kernels
+            t = target.view(-1, 1) if target.dtype == torch.int64 else target.reshape(-1, 1).long()
             valid = t != ctx.ignore_index
-            if reduction == "mean":
+            if ctx.reduction == "mean":
                 grad_out = grad_out / valid.sum()
-            elif reduction == "none":
+            elif ctx.reduction == "none":
                 grad_out = grad_out.reshape(-1, 1)
             # NOTE: ignored rows get exactly 0, even when the mean's denominator is 0 (g is inf/nan).
             g = torch.where(valid, grad_out, 0.0)
-            t = t.clamp(0, C - 1)  # valid targets as they are, ignored rows anywhere (g = 0 there)
-            if _in_place(grad_out):  # the softmax is a temporary: take the one-hot off and scale, in place
-                grad = torch.softmax(xr, 1).scatter_(1, t, -1.0, reduce="add").mul_(g)
+            lr = _class_last(logp)
+            t = t.clamp(0, lr.shape[1] - 1)  # valid targets as they are, ignored rows anywhere (g = 0 there)
+            if _in_place(grad_out):  # exp(logp) is a temporary: take the one-hot off and scale, in place
+                grad = lr.exp().scatter_(1, t, -1.0, reduce="add").mul_(g)
             else:  # double backward or vmap: differentiable, out-of-place ops
-                grad = (torch.softmax(xr, 1) * g).scatter_add(1, t, -g)
-            return _class_back(grad, x), None, None, None, None, None
-
-        t = target.reshape(-1).long()
-        valid = t != ctx.ignore_index
-        t = torch.where(valid, t, 0)
-        w_t = valid.to(x.dtype) if weight is None else torch.where(valid, weight.gather(0, t), 0.0)
-        g, onehot_coef, row_sum, smooth = _ce_row_coefficients(grad_out, valid, weight, w_t, reduction, eps, C, rows)
-        if need_x:
-            grad = torch.softmax(xr, 1) * row_sum.unsqueeze(1)
-            if smooth is not None:
-                grad = grad - smooth.unsqueeze(1) * (1.0 if weight is None else weight)
-            grad = grad.scatter_add(1, t.unsqueeze(1), -onehot_coef.unsqueeze(1))
-            grad_x = _class_back(grad, x)
-        if need_w:
-            neg_logp = -torch.log_softmax(xr, 1)
-            nll = neg_logp.gather(1, t.unsqueeze(1)).squeeze(1)
-            per_row = g * (1.0 - eps) * nll
-            if reduction == "mean":  # d(S/D)/dw_c also moves the denominator D = Σ w_t
-                per_row = per_row - g * out
-            grad_w = torch.zeros_like(weight).index_add(0, t, torch.where(valid, per_row, 0.0))
-            if eps > 0:
-                grad_w = grad_w + (eps / C) * (g.unsqueeze(1) * neg_logp).sum(0)
-        return grad_x, None, grad_w, None, None, None
+                grad = (lr.exp() * g).scatter_add(1, t, -g)
+            return _class_back(grad, logp), None, None, None, None, None
+        grad_x = grad_t = grad_w = None
+        if grad_out is not None:
+            grad_x, grad_t, grad_w = _ce_backward(ctx, grad_out, logp, target, weight, out)
+        if grad_logp is not None and ctx.needs_input_grad[0]:
+            # NOTE: d logp / dx = I − softmax(x) 1ᵀ along the class dim (the log_softmax backward)
+            d = 1 if logp.dim() > 1 else 0
+            g = grad_logp - logp.exp() * grad_logp.sum(d, keepdim=True)
+            grad_x = g if grad_x is None else grad_x + g
+        return grad_x, grad_t, grad_w, None, None, None
 
     @staticmethod
     def jvp(ctx, x_t, target_t, weight_t, *_):
-        x, target, weight, out = ctx.saved_tensors
-        xr = _class_last(x)
-        rows, C = xr.shape
+        logp, target, weight, out = ctx.saved_tensors
+        lr = _class_last(logp)
+        rows, C = lr.shape
         eps = ctx.label_smoothing
-        # NOTE: loss_i = Σ_c q_ic nlp_ic with nlp = −log softmax(x), and d nlp_ic = p_i · dx_i − dx_ic
-        # (p = softmax(x)); a tangent of q (target probabilities or weight) meets nlp itself.
-        nlp = None if target_t is None and weight_t is None else -torch.log_softmax(xr, 1)
+        # NOTE: loss_i = Σ_c q_ic nlp_ic with nlp = −logp, and d nlp_ic = p_i · dx_i − dx_ic
+        # (p = softmax(x) = exp(logp)); a tangent of q (target probabilities or weight) meets nlp itself.
+        nlp = None if target_t is None and weight_t is None else -lr
         tr = None if x_t is None else _class_last(x_t)
-        p_t = None if x_t is None else (torch.softmax(xr, 1) * tr).sum(1)
+        p_t = None if x_t is None else (lr.exp() * tr).sum(1)
+        logp_t = None if x_t is None else _class_back(tr - p_t.unsqueeze(1), logp)
         out_t, denom_t = 0.0, None
         if target.is_floating_point():  # class probabilities
             q = _class_last(target)
@@ -611,7 +561,7 @@ class CrossEntropyFunction(Function):
             t = target.reshape(-1).long()
             valid = t != ctx.ignore_index
             t = torch.where(valid, t, 0)
-            w_t = valid.to(x.dtype) if weight is None else torch.where(valid, weight.gather(0, t), 0.0)
+            w_t = valid.to(logp.dtype) if weight is None else torch.where(valid, weight.gather(0, t), 0.0)
             if x_t is not None:
                 out_t = (1.0 - eps) * w_t * (p_t - tr.gather(1, t.unsqueeze(1)).squeeze(1))
                 if eps > 0:  # smoothing term: (eps/C) Σ_c w_c d nlp_c
@@ -625,8 +575,58 @@ class CrossEntropyFunction(Function):
                 denom_t = tw_t.sum()
             denom = w_t.sum()
         if ctx.reduction == "none":
-            return out_t.reshape(x.shape[:1] + x.shape[2:] if x.dim() > 1 else ())
-        if ctx.reduction == "sum":
-            return out_t.sum()
-        # d(S / D) = (dS − (S / D) dD) / D, for a weighted mean whose denominator D moves with weight
-        return (out_t.sum() if denom_t is None else out_t.sum() - out * denom_t) / denom
+            out_t = out_t.reshape(logp.shape[:1] + logp.shape[2:] if logp.dim() > 1 else ())
+        elif ctx.reduction == "sum":
+            out_t = out_t.sum()
+        else:  # d(S / D) = (dS − (S / D) dD) / D, for a weighted mean whose denominator D moves with weight
+            out_t = (out_t.sum() if denom_t is None else out_t.sum() - out * denom_t) / denom
+        return out_t, logp_t
+
+
+def _ce_backward(ctx, grad_out, logp, target, weight, out):
+    """The gradients of :class:`CrossEntropyFunction`'s loss for ``logits``, ``target`` and ``weight``."""
+    need_x, need_t, need_w = ctx.needs_input_grad[:3]
+    eps, reduction = ctx.label_smoothing, ctx.reduction
+    lr = _class_last(logp)
+    rows, C = lr.shape
+
+    grad_x = grad_t = grad_w = None
+    if target.is_floating_point():
+        q = _class_last(target)
+        if eps > 0:
+            q = q * (1.0 - eps) + eps / C
+        qw = q if weight is None else q * weight
+        # per-row upstream gradient g_i
+        if reduction == "none":
+            g = grad_out.reshape(rows, 1)
+        else:
+            g = grad_out.reshape(1, 1) / rows if reduction == "mean" else grad_out.reshape(1, 1)
+        if need_x:
+            grad_x = _class_back(g * (lr.exp() * qw.sum(1, keepdim=True) - qw), logp)
+        if need_t:
+            scale = (1.0 - eps) if weight is None else (1.0 - eps) * weight
+            grad_t = _class_back(-g * scale * lr, target)
+        if need_w:
+            grad_w = -(g * q * lr).sum(0)
+        return grad_x, grad_t, grad_w
+
+    t = target.reshape(-1).long()
+    valid = t != ctx.ignore_index
+    t = torch.where(valid, t, 0)
+    w_t = valid.to(logp.dtype) if weight is None else torch.where(valid, weight.gather(0, t), 0.0)
+    g, onehot_coef, row_sum, smooth = _ce_row_coefficients(grad_out, valid, weight, w_t, reduction, eps, C, rows)
+    if need_x:
+        grad = lr.exp() * row_sum.unsqueeze(1)
+        if smooth is not None:
+            grad = grad - smooth.unsqueeze(1) * (1.0 if weight is None else weight)
+        grad = grad.scatter_add(1, t.unsqueeze(1), -onehot_coef.unsqueeze(1))
+        grad_x = _class_back(grad, logp)
+    if need_w:
+        nll = -lr.gather(1, t.unsqueeze(1)).squeeze(1)
+        per_row = g * (1.0 - eps) * nll
+        if reduction == "mean":  # d(S/D)/dw_c also moves the denominator D = Σ w_t
+            per_row = per_row - g * out
+        grad_w = torch.zeros_like(weight).index_add(0, t, torch.where(valid, per_row, 0.0))
+        if eps > 0:
+            grad_w = grad_w - (eps / C) * (g.unsqueeze(1) * lr).sum(0)
+    return grad_x, None, grad_w

@@ -291,7 +291,7 @@ def cross_entropy(
     else:  # class indices
         _check_index_target(input, target, C)
     try:
-        return CrossEntropyFunction.apply(input, target, weight, int(ignore_index), reduction, float(label_smoothing))
+        return CrossEntropyFunction.apply(input, target, weight, int(ignore_index), reduction, float(label_smoothing))[0]
     except (RuntimeError, IndexError):  # an out-of-range class index: name it clearly
         if not target.is_floating_point() and target.device.type == "cpu":
             _check_target_values(target, C, ignore_index)
