@@ -288,6 +288,7 @@ def _cast_like(t, like):
     return t if t.dtype == like.dtype else t.to(like.dtype)
 
 
+_SQRT1_2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _SQRT_2_PI = math.sqrt(2.0 / math.pi)
 _GELU_C = 0.044715
@@ -301,21 +302,22 @@ def _gelu_derivative(x, approximate):
         t = torch.tanh(_SQRT_2_PI * x * (1.0 + _GELU_C * x2))
         return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * _SQRT_2_PI * (1.0 + 3.0 * _GELU_C * x2)
     # Φ(x) + x φ(x)
-    return torch.special.ndtr(x) + x * torch.exp(-0.5 * x * x) * _INV_SQRT_2PI
+    return 0.5 * (1.0 + torch.erf(x * _SQRT1_2)) + x * torch.exp(-0.5 * x * x) * _INV_SQRT_2PI
 
 
 def _gelu_grad_(x, approximate, grad_out):
-    """``grad_out * d out / dx`` for float32/64 ``x`` outside double backward: in place on fresh
-    temporaries, in as few full-size kernels as it takes (on CPU each costs a pass over memory)."""
+    """``grad_out * d out / dx`` for float32/64 ``x`` outside double backward: in place on two
+    fresh temporaries (on CPU a fresh full-size buffer can cost more than the kernel filling it)."""
     if approximate == "tanh":
-        x2 = x.square()
-        t = (x2 * (_SQRT_2_PI * _GELU_C)).add_(_SQRT_2_PI).mul_(x).tanh_()  # tanh(√(2/π)(x + c x³))
-        # 0.5 (1 + t) + x (1 − t²) · √(2/π) (0.5 + 1.5 c x²)
-        q = x2.mul_(1.5 * _SQRT_2_PI * _GELU_C).add_(0.5 * _SQRT_2_PI).mul_(x)
-        return torch.addcmul(q, q, t.square(), value=-1.0).add_(t, alpha=0.5).add_(0.5).mul_(grad_out)
-    # Φ(x) + x φ(x), with Φ = ndtr and φ(x) = exp(−x²/2) / √(2π)
+        q = x.square()
+        t = (q * (_SQRT_2_PI * _GELU_C)).add_(_SQRT_2_PI).mul_(x).tanh_()  # tanh(√(2/π)(x + c x³))
+        q.mul_(1.5 * _SQRT_2_PI * _GELU_C).add_(0.5 * _SQRT_2_PI).mul_(x)  # x √(2/π) (0.5 + 1.5 c x²)
+        # 0.5 (1 + t) + q (1 − t²) = (1 + t) (0.5 + q (1 − t))
+        q.addcmul_(q, t, value=-1.0).add_(0.5)
+        return t.add_(1.0).mul_(q).mul_(grad_out)
+    # Φ(x) + x φ(x), with Φ(x) = (1 + erf(x/√2)) / 2 and φ(x) = exp(−x²/2) / √(2π)
     phi = x.square().mul_(-0.5).exp_()
-    return torch.special.ndtr(x).addcmul_(phi, x, value=_INV_SQRT_2PI).mul_(grad_out)
+    return (x * _SQRT1_2).erf_().mul_(0.5).add_(0.5).addcmul_(phi, x, value=_INV_SQRT_2PI).mul_(grad_out)
 
 
 class GELUFunction(Function):
@@ -385,9 +387,9 @@ class SiLUFunction(Function):
     def backward(ctx, grad_out, *_):
         (x,) = ctx.saved_tensors
         if x.dtype not in _HALF and grad_out.dtype == x.dtype and _in_place(grad_out):
-            # in place on fresh temporaries: σ + σ · (x − x σ), times grad_out
+            # in place on two fresh temporaries: (x − x σ + 1) σ grad_out
             s = torch.sigmoid(x)
-            return torch.addcmul(s, s, torch.addcmul(x, x, s, value=-1.0)).mul_(grad_out), None
+            return torch.addcmul(x, x, s, value=-1.0).add_(1.0).mul_(s).mul_(grad_out), None
         return _cast_like(grad_out * _silu_derivative(x), grad_out), None
 
     @staticmethod
