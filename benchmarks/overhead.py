@@ -1,0 +1,270 @@
+"""Where the time of a small training step goes: the fixed cost of a Python ``autograd.Function``.
+
+    python -m benchmarks.overhead [--rounds 21] [--threads N] [--cpu-time]
+
+Three measurements, each interleaved against its native counterpart in one process
+(:func:`benchmarks.common.time_ratio`: medians of ``torch.utils.benchmark.Timer`` blocks, ratio
+taken inside each round):
+
+1. **apply**: the forward call of a trivial op (``x.view_as(x)``) as a native op, as an old-style
+   ``Function`` (``forward(ctx, x)``), as a modern one (``forward`` + ``setup_context``, what
+   ``torch.func`` needs) and through :class:`manual_autograd.function.Function` (modern, with the
+   old-style eager twin it builds).
+2. **apply + backward node**: the same ops, forward and ``torch.autograd.grad``: the backward
+   node's fixed cost (a Python call from the engine) beside a C++ node.
+3. **784-128-10 ReLU MLP, training step**: ``torch.nn`` against ``manual_autograd`` and against a
+   *floor*: three minimal old-style Functions written here (Linear, ReLU, cross-entropy with the
+   same kernels as the library's common path, no argument checks, no ``torch.func``/``jvp``/
+   compile support). The floor is what any library of Python Functions pays for this network; the
+   distance from it to ``manual_autograd`` is what the library's own code costs. Two more rows
+   keep ``torch.nn.CrossEntropyLoss`` and swap only Linear and ReLU, to show the loss's share.
+
+Writes ``benchmarks/results/overhead_<device>.{md,json}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as TF
+from torch import nn
+from torch.utils.benchmark.utils.timer import timer as timer_fn
+
+import manual_autograd as ma
+from manual_autograd.function import Function as MAFunction
+
+from .cases import mlp
+from .common import env_info, time_ratio, write_report
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+# --------------------------------------------------------------------------------------------
+# trivial ops
+
+
+class OldStyle(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        return grad_out
+
+
+class Modern(torch.autograd.Function):
+    @staticmethod
+    def forward(x):
+        return x.view_as(x)
+
+    @staticmethod
+    def setup_context(ctx, inputs, out):
+        pass
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        return grad_out
+
+
+class Library(MAFunction):
+    @staticmethod
+    def forward(x):
+        return x.view_as(x)
+
+    @staticmethod
+    def setup_context(ctx, inputs, out):
+        pass
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        return grad_out
+
+
+# --------------------------------------------------------------------------------------------
+# the floor: minimal old-style Functions for the 784-128-10 MLP
+
+
+class _Linear(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(x, weight)
+        return torch.addmm(bias, x, weight.t())
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, weight = ctx.saved_tensors
+        return (grad_out.mm(weight) if ctx.needs_input_grad[0] else None), grad_out.t().mm(x), grad_out.sum(0)
+
+
+class _ReLU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        out = x.clamp_min(0)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (out,) = ctx.saved_tensors
+        return out.sign().mul_(grad_out)
+
+
+class _CrossEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, target):
+        logp = torch.log_softmax(x, 1)
+        ctx.save_for_backward(logp, target)
+        return TF.nll_loss(logp, target)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        logp, target = ctx.saved_tensors
+        t = target.view(-1, 1)
+        valid = t != -100
+        g = torch.where(valid, grad_out / valid.sum(), 0.0)
+        t = t.clamp(0, logp.shape[1] - 1)
+        return logp.exp().scatter_(1, t, -1.0, reduce="add").mul_(g), None
+
+
+class FloorLinear(nn.Linear):
+    def forward(self, input):
+        return _Linear.apply(input, self.weight, self.bias)
+
+
+class FloorReLU(nn.ReLU):
+    def forward(self, input):
+        return _ReLU.apply(input)
+
+
+class FloorCrossEntropyLoss(nn.CrossEntropyLoss):
+    def forward(self, input, target):
+        return _CrossEntropy.apply(input, target)
+
+
+def floor_mlp(sizes=(784, 128, 10)) -> nn.Sequential:
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        if i:
+            layers.append(FloorReLU())
+        layers.append(FloorLinear(a, b))
+    return nn.Sequential(*layers)
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def _step(model, loss_fn, x, t):
+    def step():
+        model.zero_grad(set_to_none=True)
+        loss_fn(model(x), t).backward()
+
+    return step
+
+
+def measure(rounds: int, min_run_time: float, timer=timer_fn, batch: int = 256) -> dict:
+    x = torch.randn(64, 64, requires_grad=True)
+    ops = {"old-style Function": OldStyle, "modern Function (setup_context)": Modern, "manual_autograd Function": Library}
+    native = lambda: x.view_as(x)  # noqa: E731
+    apply_rows, node_rows = [], []
+    for name, fn in ops.items():
+        r = time_ratio(native, lambda fn=fn: fn.apply(x), rounds, min_run_time, timer=timer)
+        apply_rows.append({"op": name, **r})
+        r = time_ratio(
+            lambda: torch.autograd.grad(native(), x, x),
+            lambda fn=fn: torch.autograd.grad(fn.apply(x), x, x),
+            rounds,
+            min_run_time,
+            timer=timer,
+        )
+        node_rows.append({"op": name, **r})
+
+    g = torch.Generator().manual_seed(0)
+    xb = torch.randn(batch, 784, generator=g)
+    tb = torch.randint(0, 10, (batch,), generator=g)
+    native_model = mlp((784, 128, 10), "relu", "native")
+    models = {
+        "manual_autograd": (mlp((784, 128, 10), "relu", "manual"), ma.nn.CrossEntropyLoss()),
+        "manual_autograd Linear, ReLU + torch.nn CrossEntropyLoss": (
+            mlp((784, 128, 10), "relu", "manual"),
+            nn.CrossEntropyLoss(),
+        ),
+        "floor (minimal Functions)": (floor_mlp(), FloorCrossEntropyLoss()),
+        "floor Linear, ReLU + torch.nn CrossEntropyLoss": (floor_mlp(), nn.CrossEntropyLoss()),
+    }
+    native_step = _step(native_model, nn.CrossEntropyLoss(), xb, tb)
+    step_rows = []
+    for name, (model, loss_fn) in models.items():
+        model.load_state_dict(native_model.state_dict())
+        r = time_ratio(native_step, _step(model, loss_fn, xb, tb), rounds, min_run_time, timer=timer)
+        step_rows.append({"impl": name, **r})
+    return {"apply": apply_rows, "apply_backward": node_rows, "step": step_rows, "batch": batch}
+
+
+def _us(s):
+    return f"{s * 1e6:.1f}"
+
+
+def to_markdown(report: dict) -> str:
+    env = report["env"]
+    lines = [
+        f"Device: {env['device_name']}, {env['threads']} thread(s); torch {env['torch']}, Python {env['python']}; "
+        f"{report['rounds']} interleaved rounds per figure, {report['clock']}; {env['date']}.",
+        "",
+        f"Command: `{report['command']}`",
+        "",
+        "Ratios are the median of per-round ratios (interquartile range in brackets).",
+        "",
+        "| trivial op (`x.view_as(x)`) | forward native µs | forward µs | ratio | fwd + `autograd.grad` native µs | fwd + grad µs | ratio |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for a, b in zip(report["apply"], report["apply_backward"]):
+        lines.append(
+            f"| {a['op']} | {_us(a['native_s'])} | {_us(a['manual_s'])} | {a['ratio']:.2f} [{a['ratio_q1']:.2f}–{a['ratio_q3']:.2f}] "
+            f"| {_us(b['native_s'])} | {_us(b['manual_s'])} | {b['ratio']:.2f} [{b['ratio_q1']:.2f}–{b['ratio_q3']:.2f}] |"
+        )
+    lines += [
+        "",
+        f"| 784-128-10 ReLU MLP, batch {report['batch']}, training step | native ms | this ms | ratio |",
+        "|---|---:|---:|---:|",
+    ]
+    for r in report["step"]:
+        lines.append(
+            f"| {r['impl']} | {r['native_s'] * 1e3:.3f} | {r['manual_s'] * 1e3:.3f} | "
+            f"**{r['ratio']:.2f}** [{r['ratio_q1']:.2f}–{r['ratio_q3']:.2f}] |"
+        )
+    lines += ["", f"Whole run: {report['wall_s']:.0f} s."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.overhead", description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--rounds", type=int, default=21)
+    p.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads (default: all cores)")
+    p.add_argument("--cpu-time", action="store_true", help="time with the process's CPU time instead of wall time")
+    p.add_argument("--quick", action="store_true", help="few short rounds: a smoke run, noisy figures")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    rounds = 3 if args.quick else args.rounds
+    start = time.perf_counter()
+    report = measure(rounds, 0.005 if args.quick else 0.02, timer=time.process_time if args.cpu_time else timer_fn)
+    report.update(
+        command="python -m benchmarks.overhead " + " ".join(sys.argv[1:] if argv is None else argv),
+        rounds=rounds,
+        clock="process CPU time" if args.cpu_time else "wall time",
+        env=env_info(torch.device("cpu")),
+        wall_s=time.perf_counter() - start,
+    )
+    write_report(report, args.out, "overhead_cpu" + ("-cputime" if args.cpu_time else ""), to_markdown)
+    print(to_markdown(report))
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""``benchmarks/overhead.py``: its floor network is a correct 784-128-10 MLP, and the report runs.
+
+The floor's minimal Functions are a measuring device (what any Python ``autograd.Function`` pays),
+so they must compute the same loss and gradients as ``torch.nn``, or the comparison means nothing.
+"""
+
+import torch
+from torch import nn
+
+from benchmarks.cases import mlp
+from benchmarks.overhead import FloorCrossEntropyLoss, floor_mlp, main, to_markdown
+
+
+def test_floor_mlp_equals_torch_nn():
+    torch.manual_seed(0)
+    native = mlp((784, 128, 10), "relu", "native").double()
+    floor = floor_mlp().double()
+    floor.load_state_dict(native.state_dict())
+    x = torch.randn(16, 784, dtype=torch.float64)
+    t = torch.randint(0, 10, (16,))
+    t[3] = -100  # an ignored row
+    losses = []
+    for model, loss_fn in ((native, nn.CrossEntropyLoss()), (floor, FloorCrossEntropyLoss())):
+        loss = loss_fn(model(x), t)
+        loss.backward()
+        losses.append(loss.detach())
+    torch.testing.assert_close(losses[0], losses[1])
+    for a, b in zip(native.parameters(), floor.parameters()):
+        torch.testing.assert_close(a.grad, b.grad)
+
+
+def test_report_runs_and_tabulates(tmp_path):
+    threads = torch.get_num_threads()
+    try:
+        report = main(["--quick", "--out", str(tmp_path), "--threads", "1"])
+    finally:
+        torch.set_num_threads(threads)  # main() sets the process's thread count
+    assert {r["impl"] for r in report["step"]} >= {"manual_autograd", "floor (minimal Functions)"}
+    assert all(r["native_s"] > 0 and r["manual_s"] > 0 for r in report["step"] + report["apply"])
+    text = (tmp_path / "overhead_cpu.md").read_text()
+    assert text == to_markdown(report) and "floor (minimal Functions)" in text
