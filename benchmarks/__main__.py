@@ -37,7 +37,7 @@ def _parse(argv):
     p.add_argument("--out", type=Path, default=RESULTS, help=f"output folder (default: {RESULTS})")
     p.add_argument("--quick", action="store_true", help="few short rounds: a smoke run, noisy figures")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads (default: all cores)")
-    p.add_argument("--rounds", type=int, default=None, help="interleaved rounds per figure (default 15, quick 3)")
+    p.add_argument("--rounds", type=int, default=None, help="interleaved rounds per figure (default 25, quick 3)")
     p.add_argument(
         "--cpu-time",
         action="store_true",
@@ -146,7 +146,7 @@ def main(argv=None) -> dict:
     torch.set_num_threads(args.threads)
     if args.cpu_time and device.type != "cpu":
         raise SystemExit("--cpu-time measures CPU work: use it with --device cpu")
-    rounds = args.rounds or (3 if args.quick else 15)
+    rounds = args.rounds or (3 if args.quick else 25)
     min_run_time = 0.005 if args.quick else 0.02
     timer = time.process_time if args.cpu_time else timer_fn
     start = time.perf_counter()
