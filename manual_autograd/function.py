@@ -511,7 +511,7 @@ class CrossEntropyFunction(Function):
             t = target.view(-1, 1) if target.dtype == torch.int64 else target.reshape(-1, 1).long()
             valid = t != ctx.ignore_index
             if ctx.reduction == "mean":
-                grad_out = grad_out / valid.sum()
+                grad_out = grad_out / torch.count_nonzero(valid)  # (no bool-to-int64 copy, as sum() makes)
             elif ctx.reduction == "none":
                 grad_out = grad_out.reshape(-1, 1)
             # NOTE: ignored rows get exactly 0, even when the mean's denominator is 0 (g is inf/nan).
