@@ -147,7 +147,8 @@ class CrossEntropyLoss(nn.CrossEntropyLoss):
     r"""Cross-entropy between input logits and target, with the softmax fused in.
 
     Same as :class:`torch.nn.CrossEntropyLoss`; the backward is ``softmax − target distribution``
-    scaled once, and only the logits, the target and the class weight are kept for it.
+    scaled once, and only the log-probabilities (as torch keeps), the target and the class weight
+    are kept for it.
 
     Args:
         weight (Tensor, optional): a manual rescaling weight given to each class, of size `C`.
