@@ -23,7 +23,7 @@ import torch
 
 
 from . import cases as builtin
-from .common import env_info, measure_case, timer_fn, write_report
+from .common import env_info, measure_case, report_header, timer_fn, write_report
 
 # Modules of this package that may add cases through ``cases(device, quick)``; see common.py.
 EXTRA_MODULES = ("fused",)
@@ -78,13 +78,7 @@ def _check(value, target):
 
 
 def to_markdown(report: dict) -> str:
-    env = report["env"]
-    lines = [
-        f"Device: {env['device_name']}, {env['threads']} thread(s); torch {env['torch']}, "
-        f"Python {env['python']}; {report['rounds']} interleaved rounds per figure, {report['clock']}; {env['date']}.",
-        "",
-        f"Command: `{report['command']}`",
-        "",
+    lines = report_header(report, f"{report['rounds']} interleaved rounds per figure, {report['clock']}") + [
         "Times are medians in ms; ratios are manual / native, the median of per-round ratios "
         "(interquartile range in brackets). Saved = unique bytes kept for backward, KiB, as "
         "activations + model input (parameters excluded); the saved ratio is on activations for "

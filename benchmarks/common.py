@@ -44,6 +44,7 @@ __all__ = [
     "time_ratio",
     "peak_step_bytes",
     "training_case",
+    "report_header",
     "op_case",
     "measure_case",
     "IMPLS",
@@ -316,6 +317,19 @@ def env_info(device: torch.device) -> dict:
         "python": platform.python_version(),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
+
+
+def report_header(report: dict, rounds: str) -> list:
+    """The first lines of every markdown report: machine, versions, ``rounds`` (how many interleaved
+    rounds, in words), date, and the command that regenerates it."""
+    env = report["env"]
+    return [
+        f"Device: {env['device_name']}, {env['threads']} thread(s); torch {env['torch']}, Python {env['python']}; "
+        f"{rounds}; {env['date']}.",
+        "",
+        f"Command: `{report['command']}`",
+        "",
+    ]
 
 
 def write_report(report: dict, out: Path, stem: str, to_markdown: Callable[[dict], str]) -> None:

@@ -27,7 +27,7 @@ from torch.utils._pytree import tree_leaves
 import manual_autograd as ma
 from manual_autograd import functional as MF
 
-from .common import Case, Impl, env_info, measure_case, saved_bytes, time_ratio, write_report
+from .common import Case, Impl, env_info, measure_case, report_header, saved_bytes, time_ratio, write_report
 
 __all__ = ["LiveBytes", "peak_bytes", "mlp_case", "lce_case", "cases", "main"]
 
@@ -232,14 +232,11 @@ def torch_chunked_rows(device, rounds, min_run_time, N, in_features, C) -> list:
 
 
 def to_markdown(report) -> str:
-    env = report["env"]
-    out = [
-        f"Device: {env['device_name']}, {env['threads']} thread(s); torch {env['torch']}, Python {env['python']}; "
+    rounds = (
         f"{report['rounds']} interleaved rounds per time ratio ({report['lce_rounds']} for the "
-        f"{report['lce_shape']['C']}-class rows); {env['date']}.",
-        "",
-        f"Command: `{report['command']}`",
-        "",
+        f"{report['lce_shape']['C']}-class rows)"
+    )
+    out = report_header(report, rounds) + [
         "Ratios are manual / native (torch.nn's unfused layers), the median of per-round ratios, "
         "interquartile range in brackets. Saved = unique bytes kept for backward by the graph, KiB "
         "(activations + model input; parameters excluded). Peak = most bytes alive at once during "

@@ -39,7 +39,7 @@ import manual_autograd as ma
 from manual_autograd.function import Function as MAFunction
 
 from .cases import mlp
-from .common import env_info, time_ratio, write_report
+from .common import env_info, report_header, time_ratio, write_report
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -58,7 +58,9 @@ class OldStyle(torch.autograd.Function):
         return grad_out
 
 
-class Modern(torch.autograd.Function):
+class _ModernBody:
+    """The trivial op in the modern form, for the two modern Functions below."""
+
     @staticmethod
     def forward(x):
         return x.view_as(x)
@@ -72,18 +74,12 @@ class Modern(torch.autograd.Function):
         return grad_out
 
 
-class Library(MAFunction):
-    @staticmethod
-    def forward(x):
-        return x.view_as(x)
+class Modern(_ModernBody, torch.autograd.Function):
+    pass
 
-    @staticmethod
-    def setup_context(ctx, inputs, out):
-        pass
 
-    @staticmethod
-    def backward(ctx, grad_out):
-        return grad_out
+class Library(_ModernBody, MAFunction):
+    pass
 
 
 # --------------------------------------------------------------------------------------------
@@ -211,13 +207,7 @@ def _us(s):
 
 
 def to_markdown(report: dict) -> str:
-    env = report["env"]
-    lines = [
-        f"Device: {env['device_name']}, {env['threads']} thread(s); torch {env['torch']}, Python {env['python']}; "
-        f"{report['rounds']} interleaved rounds per figure, {report['clock']}; {env['date']}.",
-        "",
-        f"Command: `{report['command']}`",
-        "",
+    lines = report_header(report, f"{report['rounds']} interleaved rounds per figure, {report['clock']}") + [
         "Ratios are the median of per-round ratios (interquartile range in brackets).",
         "",
         "| trivial op (`x.view_as(x)`) | forward native µs | forward µs | ratio | fwd + `autograd.grad` native µs | fwd + grad µs | ratio |",
