@@ -39,6 +39,15 @@ def _check_floating(fn: str, x: Tensor) -> None:
         raise NotImplementedError(f"{fn}(): expected 'input' to be a floating-point tensor, got dtype {x.dtype}")
 
 
+def _check_like(fn: str, name: str, t: Tensor, like_name: str, like: Tensor) -> None:
+    """Refuse ``t`` (argument ``name``) unless it has the dtype and device of ``like``."""
+    if t.dtype != like.dtype or t.device != like.device:
+        raise RuntimeError(
+            f"{fn}(): expected '{name}' of dtype {like.dtype} on {like.device} like '{like_name}', "
+            f"got {t.dtype} on {t.device}"
+        )
+
+
 def _check_inplace(fn: str, x: Tensor) -> None:
     """Refuse what autograd would refuse, but before the input is overwritten."""
     if x.requires_grad and torch.is_grad_enabled():
@@ -266,11 +275,7 @@ def cross_entropy(
             raise RuntimeError(
                 f"cross_entropy(): expected 'weight' of shape ({C},), one per class, got shape {_shape(weight)}"
             )
-        if weight.dtype != input.dtype or weight.device != input.device:
-            raise RuntimeError(
-                f"cross_entropy(): expected 'weight' of dtype {input.dtype} on {input.device} like 'input', "
-                f"got {weight.dtype} on {weight.device}"
-            )
+        _check_like("cross_entropy", "weight", weight, "input", input)
     if target.device != input.device:
         raise RuntimeError(
             f"cross_entropy(): expected 'target' on {input.device} like 'input', got {target.device}"

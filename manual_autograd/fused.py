@@ -395,11 +395,7 @@ def activation_linear(
         F._check_tensor(fn, "bias", bias, 3)
         if tuple(bias.shape) != (weight.shape[0],):
             raise RuntimeError(f"{fn}(): expected 'bias' of shape ({weight.shape[0]},), got shape {F._shape(bias)}")
-        if bias.dtype != weight.dtype or bias.device != weight.device:
-            raise RuntimeError(
-                f"{fn}(): expected 'bias' of dtype {weight.dtype} on {weight.device} like 'weight', "
-                f"got {bias.dtype} on {bias.device}"
-            )
+        F._check_like(fn, "bias", bias, "weight", weight)
     if activation == "leaky_relu":
         _check_number(fn, "negative_slope", negative_slope)
         param = float(negative_slope)
@@ -492,11 +488,7 @@ def linear_cross_entropy(
             raise RuntimeError(
                 f"{fn}(): expected 'linear_bias' of shape {(C, *out_features)}, got shape {F._shape(linear_bias)}"
             )
-        if linear_bias.dtype != input.dtype or linear_bias.device != input.device:
-            raise RuntimeError(
-                f"{fn}(): expected 'linear_bias' of dtype {input.dtype} on {input.device} like 'input', "
-                f"got {linear_bias.dtype} on {linear_bias.device}"
-            )
+        F._check_like(fn, "linear_bias", linear_bias, "input", input)
     if out_features and input.dim() == 1:
         raise RuntimeError(
             f"{fn}(): a K-dimensional loss (linear_weight of shape {F._shape(linear_weight)}) needs batched "
@@ -521,11 +513,7 @@ def linear_cross_entropy(
         F._check_tensor(fn, "weight", weight, 5)
         if tuple(weight.shape) != (C,):
             raise RuntimeError(f"{fn}(): expected 'weight' of shape ({C},), one per class, got shape {F._shape(weight)}")
-        if weight.dtype != input.dtype or weight.device != input.device:
-            raise RuntimeError(
-                f"{fn}(): expected 'weight' of dtype {input.dtype} on {input.device} like 'input', "
-                f"got {weight.dtype} on {weight.device}"
-            )
+        F._check_like(fn, "weight", weight, "input", input)
     if target.dtype not in (torch.int64, torch.uint8):
         raise RuntimeError(
             f"{fn}(): expected 'target' of class indices with dtype torch.int64 (or torch.uint8), or class "
