@@ -140,11 +140,17 @@ def _lce_tensors(device, N, in_features, C):
 
 
 def lce_fns(x, w, target) -> dict:
-    """Loss closures: the unfused torch composition, ours, and torch's chunked op with its options."""
-    Opt = torch.nn.LinearCrossEntropyOptions
-    return {
+    """Loss closures: the unfused torch composition, ours, and torch's chunked op with its options
+    (where this torch has it)."""
+    fns = {
         "native": lambda: TF.cross_entropy(TF.linear(x, w), target),
         "manual": lambda: MF.linear_cross_entropy(x, w, target),
+    }
+    Opt = getattr(torch.nn, "LinearCrossEntropyOptions", None)
+    if Opt is None:
+        return fns
+    return {
+        **fns,
         "torch chunked, options=LinearCrossEntropyOptions()": lambda: TF.linear_cross_entropy(
             x, w, target, options=Opt()
         ),

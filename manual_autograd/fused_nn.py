@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Callable, List, Optional
 
 import torch
@@ -155,12 +156,17 @@ class MLP(nn.Sequential):
         super().__init__(*layers)
 
 
-class LinearCrossEntropyLoss(nn.LinearCrossEntropyLoss):
+# torch.nn.LinearCrossEntropyLoss is the twin where this torch has it (a subclass, for isinstance);
+# older torch has none, and the module stands on the twin's own base with the same attributes.
+_LinearCrossEntropyBase = getattr(nn, "LinearCrossEntropyLoss", nn.modules.loss._WeightedLoss)
+
+
+class LinearCrossEntropyLoss(_LinearCrossEntropyBase):
     r"""Cross-entropy of linearly projected input, without ever holding the whole logits.
 
     Same as :class:`torch.nn.LinearCrossEntropyLoss` (its own Linear in ``self.linear``), with
     ``chunk_size`` in place of ``options``: see
-    :func:`manual_autograd.functional.linear_cross_entropy`.
+    :func:`manual_autograd.functional.linear_cross_entropy`. Also on a torch without that class.
 
     Args:
         in_features: size of each input sample
@@ -202,19 +208,19 @@ class LinearCrossEntropyLoss(nn.LinearCrossEntropyLoss):
         label_smoothing: float = 0.0,
         chunk_size: Optional[int] = None,
     ) -> None:
-        super().__init__(
-            in_features,
-            num_classes,
-            out_features=out_features,
-            bias=bias,
-            device=device,
-            dtype=dtype,
-            reduction=reduction,
-            weight=weight,
-            ignore_index=ignore_index,
-            label_smoothing=label_smoothing,
-            options=None,
-        )
+        if weight is not None and weight.shape != (num_classes,):
+            raise RuntimeError(f"expected weight shape to be {(num_classes,)}, got {tuple(weight.shape)}")
+        if not 0.0 <= label_smoothing <= 1.0:
+            raise RuntimeError(f"expected label_smoothing to be in range [0, 1], got {label_smoothing}")
+        # the twin's __init__ would take `options`; its base's sets reduction and the weight buffer
+        nn.modules.loss._WeightedLoss.__init__(self, weight=weight, reduction=reduction)
+        self.num_classes = num_classes
+        self.out_features = tuple(out_features)
+        self.ignore_index = ignore_index
+        self.label_smoothing = label_smoothing
+        # flat (C·prod(out_features), in_features) weight, as the twin keeps it
+        self.linear = nn.Linear(in_features, math.prod(out_features) * num_classes, bias, device, dtype)
+        self.options = None  # the twin's attribute; chunking is chunk_size here
         self.chunk_size = chunk_size
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
@@ -235,4 +241,9 @@ class LinearCrossEntropyLoss(nn.LinearCrossEntropyLoss):
         )
 
     def extra_repr(self) -> str:
-        return super().extra_repr().replace(f"options={self.options}", f"chunk_size={self.chunk_size}")
+        return (
+            f"in_features={self.linear.in_features}, num_classes={self.num_classes}, "
+            f"out_features={self.out_features}, bias={self.linear.bias is not None}, "
+            f"reduction={self.reduction}, ignore_index={self.ignore_index}, "
+            f"label_smoothing={self.label_smoothing}, chunk_size={self.chunk_size}"
+        )

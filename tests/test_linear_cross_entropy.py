@@ -29,6 +29,14 @@ def reference(x, w, b, t, **kw):
     return TF.cross_entropy(TF.linear(x, w, b), t, **kw)
 
 
+def torch_linear_cross_entropy(input, weight, target, linear_bias=None, **kw):
+    """torch's own op where this torch has it; else the logits it stands for, (N, C, d...)."""
+    if hasattr(TF, "linear_cross_entropy"):
+        return TF.linear_cross_entropy(input, weight, target, linear_bias=linear_bias, **kw)
+    logits = torch.tensordot(input, weight, dims=([-1], [-1]))
+    return TF.cross_entropy(logits if linear_bias is None else logits + linear_bias, target, **kw)
+
+
 PARITY = list(itertools.product(["mean", "sum", "none"], [0.0, 0.2], [False, True], [False, True]))
 
 
@@ -159,7 +167,7 @@ def test_shapes_torch_accepts():
         (x, w, torch.softmax(torch.randn(4, 9, dtype=torch.float64), 1), dict(label_smoothing=0.1)),
     ]
     for inp, weight, target, kw in cases:
-        want = TF.linear_cross_entropy(inp, weight, target, **kw)
+        want = torch_linear_cross_entropy(inp, weight, target, **kw)
         assert_close(MF.linear_cross_entropy(inp, weight, target, **kw), want)
         assert_close(MF.linear_cross_entropy(inp, weight, target, chunk_size=2, **kw), want)
 
@@ -180,12 +188,25 @@ def test_torch_func_grad():
     assert_close(torch.func.grad(f)(w.detach()), torch.func.grad(ref)(w.detach()))
 
 
+class _UnfusedLinearCrossEntropyLoss(torch.nn.Module):
+    """The twin on a torch without torch.nn.LinearCrossEntropyLoss: same Linear, same loss."""
+
+    def __init__(self, in_features, num_classes, bias, label_smoothing):
+        super().__init__()
+        self.linear = torch.nn.Linear(in_features, num_classes, bias)
+        self.label_smoothing = label_smoothing
+
+    def forward(self, input, target):
+        return TF.cross_entropy(self.linear(input), target, label_smoothing=self.label_smoothing)
+
+
 def test_module_matches_torch():
+    twin = getattr(torch.nn, "LinearCrossEntropyLoss", _UnfusedLinearCrossEntropyLoss)
     torch.manual_seed(5)
-    want_mod = torch.nn.LinearCrossEntropyLoss(12, 300, bias=True, label_smoothing=0.1)
+    want_mod = twin(12, 300, bias=True, label_smoothing=0.1)
     torch.manual_seed(5)
     mod = ma.nn.LinearCrossEntropyLoss(12, 300, bias=True, label_smoothing=0.1, chunk_size=64)
-    assert mod.state_dict().keys() == want_mod.state_dict().keys()
+    assert mod.state_dict().keys() == want_mod.state_dict().keys() == {"linear.weight", "linear.bias"}
     x, t = torch.randn(10, 12), torch.randint(0, 300, (10,))
     out, want = mod(x, t), want_mod(x, t)
     assert_close(out, want, rtol=1e-5, atol=1e-6)
@@ -193,6 +214,15 @@ def test_module_matches_torch():
     want.backward()
     assert_close(mod.linear.weight.grad, want_mod.linear.weight.grad, rtol=1e-4, atol=1e-7)
     assert "chunk_size=64" in repr(mod)
+
+
+def test_module_checks_like_torch():
+    with pytest.raises(RuntimeError, match="expected weight shape to be \\(10,\\), got \\(9,\\)"):
+        ma.nn.LinearCrossEntropyLoss(3, 10, weight=torch.ones(9))
+    with pytest.raises(RuntimeError, match="expected label_smoothing to be in range \\[0, 1\\], got 1.5"):
+        ma.nn.LinearCrossEntropyLoss(3, 10, label_smoothing=1.5)
+    mod = ma.nn.LinearCrossEntropyLoss(3, 10, out_features=(2,), weight=torch.ones(10))
+    assert mod.linear.weight.shape == (20, 3) and mod.weight.shape == (10,) and mod.options is None
 
 
 def test_errors_name_the_argument():
