@@ -152,10 +152,26 @@ def saved_bytes(record: Callable[[], Tensor], exclude: Sequence[Tensor] = (), mo
     return {"act": act, "input": inp, "tensors": count}
 
 
-def peak_step_bytes(step: Callable[[], None], device: torch.device) -> Optional[int]:
-    """CUDA only: ``max_memory_allocated`` during one step, above what was allocated before it."""
+_WARM_DEVICES: set = set()
+
+
+def peak_step_bytes(step: Callable[[], None], device: torch.device, leaves: Sequence[Tensor] = ()) -> Optional[int]:
+    """CUDA only: ``max_memory_allocated`` during one step, above what was allocated before it.
+
+    The ``.grad`` of ``leaves`` is cleared first: a step that frees gradients left by an earlier
+    step (the other implementation's, on shared inputs) would otherwise be credited with them.
+    The process's first matrix products on ``device`` run before the first measurement: cuBLAS
+    allocates its workspace once, on first use, and that would land in whichever step came first.
+    """
     if device.type != "cuda":
         return None
+    for t in leaves:
+        t.grad = None
+    if str(device) not in _WARM_DEVICES:
+        w = torch.ones(8, 8, device=device, requires_grad=True)
+        torch.nn.functional.linear(w, w, w[0]).sum().backward()
+        (w @ w).sum().backward()
+        _WARM_DEVICES.add(str(device))
     torch.cuda.synchronize(device)
     base = torch.cuda.memory_allocated(device)
     torch.cuda.reset_peak_memory_stats(device)
@@ -255,7 +271,7 @@ def measure_case(case: Case, device: torch.device, rounds: int, min_run_time: fl
     row = {"name": case.name, "group": case.group, "ratio_on": case.ratio_on, **case.meta}
     for k, impl in impls.items():
         row[f"{k}_saved"] = saved_bytes(impl.record, impl.params, impl.inputs)
-        row[f"{k}_peak"] = peak_step_bytes(impl.step, device)
+        row[f"{k}_peak"] = peak_step_bytes(impl.step, device, [*impl.params, *impl.inputs])
     n, m = row["native_saved"], row["manual_saved"]
     if case.ratio_on == "total":
         num, den = m["act"] + m["input"], n["act"] + n["input"]

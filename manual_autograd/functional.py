@@ -7,6 +7,7 @@ what was expected and what came, and then applies the hand-written Function.
 
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import torch
@@ -34,9 +35,28 @@ def _check_tensor(fn: str, name: str, t, position: int) -> None:
         raise TypeError(f"{fn}(): argument '{name}' (position {position}) must be Tensor, not {type(t).__name__}")
 
 
+# Mistakes whose exception type changed across torch releases, each shown by a tiny call that
+# makes it: torch 2.4 raises RuntimeError for both, 2.11 and later NotImplementedError for a dtype
+# a kernel lacks and ValueError for an unbatched input's target of the wrong size.
+_PROBES = {
+    "dtype": lambda: torch.nn.functional.gelu(torch.zeros(1, dtype=torch.long)),
+    "unbatched target": lambda: torch.nn.functional.cross_entropy(torch.zeros(3), torch.zeros(2, dtype=torch.long)),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _torch_error_type(mistake: str) -> type:
+    """The exception type the running torch raises for ``mistake`` (asked once, on the first error)."""
+    try:
+        _PROBES[mistake]()
+    except Exception as e:  # noqa: BLE001 - whatever torch raises is the answer
+        return type(e)
+    raise AssertionError(f"torch {torch.__version__} accepts the {mistake!r} probe")
+
+
 def _check_floating(fn: str, x: Tensor) -> None:
     if not (x.is_floating_point() or x.is_complex()):
-        raise NotImplementedError(f"{fn}(): expected 'input' to be a floating-point tensor, got dtype {x.dtype}")
+        raise _torch_error_type("dtype")(f"{fn}(): expected 'input' to be a floating-point tensor, got dtype {x.dtype}")
 
 
 def _check_like(fn: str, name: str, t: Tensor, like_name: str, like: Tensor) -> None:
@@ -311,7 +331,7 @@ def _check_index_target(input: Tensor, target: Tensor, C: int) -> None:
         )
     if input.dim() == 1:
         if target.dim() > 1 or target.numel() != 1:
-            raise ValueError(
+            raise _torch_error_type("unbatched target")(
                 f"cross_entropy(): for 'input' of shape ({C},), expected 'target' of shape () or (1,), "
                 f"got shape {_shape(target)}"
             )

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# GPU check, one command (about 3-5 minutes on one H200): CUDA tests, a full MNIST fit on CUDA in
+# GPU check, one command (about 5 minutes on one H200): CUDA tests, a full MNIST fit on CUDA in
 # fp32 and in bf16-mixed, the manual/torch epoch-time ratio and the benchmarks, on CUDA.
+# Measured 2026-11-29 on one H200 (torch 2.11): tests 30 s, each fit 35 s, compare_impl 58 s,
+# benchmarks 71 s with --no-extra (results: benchmarks/results/gpu_check_h200/, cuda.md).
+# Needs the train extra (lightning, torchmetrics, torchvision, jsonargparse[signatures]) installed.
 #
 #   scripts/gpu_check.sh OUT_DIR
 #
@@ -45,7 +48,8 @@ for prec in fp32:32-true bf16:bf16-mixed; do
 done
 step compare_impl 90 "$PY" scripts/compare_impl.py --config configs/mnist.yaml --rounds 3 --epochs 3 \
   --out "$OUT/compare_impl.json" -- --trainer.accelerator "$ACCEL" "${EXTRA[@]}"
-step benchmarks 180 "$PY" -m benchmarks --device "$ACCEL" --out "$OUT/benchmarks" ${BENCH_ARGS:-}
+# 10 rounds: on one H200 the 14 built-in cases took 71 s so; 25 rounds and the extras passed 180 s
+step benchmarks 240 "$PY" -m benchmarks --device "$ACCEL" --rounds 10 --out "$OUT/benchmarks" ${BENCH_ARGS:-}
 
 grep -h -E "Test accuracy|Fit took|ratio manual/torch" "$OUT"/fit_*.log "$OUT/compare_impl.log" 2>/dev/null \
   | tee -a "$OUT/summary.txt"

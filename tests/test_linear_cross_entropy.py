@@ -1,6 +1,9 @@
 """linear_cross_entropy: ``cross_entropy(x Wᵀ + b, target)`` in blocks of classes."""
 
 import itertools
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -250,3 +253,26 @@ def test_errors_name_the_argument():
 
 def test_function_is_exported():
     assert ma.LinearCrossEntropyFunction is LinearCrossEntropyFunction
+
+
+def test_imports_and_works_on_a_torch_without_the_twin():
+    # torch 2.11 (the GPU image's) has no nn.LinearCrossEntropyLoss, no F.linear_cross_entropy
+    code = (
+        "import torch, torch.nn.functional as F\n"
+        "for mod, name in [(torch.nn, 'LinearCrossEntropyLoss'), (torch.nn, 'LinearCrossEntropyOptions'),\n"
+        "                  (F, 'linear_cross_entropy')]:\n"
+        "    if hasattr(mod, name):\n"
+        "        delattr(mod, name)\n"
+        "import manual_autograd as ma\n"
+        "torch.manual_seed(0)\n"
+        "mod = ma.nn.LinearCrossEntropyLoss(12, 300, bias=True, label_smoothing=0.1, chunk_size=64)\n"
+        "x, t = torch.randn(10, 12), torch.randint(0, 300, (10,))\n"
+        "out = mod(x, t)\n"
+        "want = F.cross_entropy(mod.linear(x), t, label_smoothing=0.1)\n"
+        "torch.testing.assert_close(out, want)\n"
+        "out.backward()\n"
+        "print(type(mod).__mro__[1].__name__, sorted(mod.state_dict()))\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    assert out.stdout.split(None, 1) == ["_WeightedLoss", "['linear.bias', 'linear.weight']\n"]
