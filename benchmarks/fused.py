@@ -107,8 +107,10 @@ def mlp_case(activation: str, device, batch: int = 256, sizes=(784, 1024, 1024, 
         layers.append(nn.Linear(a, b))
     native = nn.Sequential(*layers).to(device)
     manual = ma.nn.MLP(sizes[0], list(sizes[1:]), activation_layer=act).to(device)
+    ours, theirs = list(manual.parameters()), list(native.parameters())
+    assert len(ours) == len(theirs), (len(ours), len(theirs))
     with torch.no_grad():  # same weights, in order
-        for p, q in zip(manual.parameters(), native.parameters(), strict=True):
+        for p, q in zip(ours, theirs):
             p.copy_(q)
     models = {"native": native, "manual": manual}
     # the same loss on both sides, so the row measures the layers (the loss has its own rows)
