@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import math
+import subprocess
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 import torch
@@ -168,3 +171,9 @@ def with_zeros(*shape, dtype=torch.float64):
     if flat.numel() > 1:
         flat[1] = -0.0
     return x
+
+
+def run_python(code: str) -> str:
+    """Run ``code`` in a fresh interpreter at the repository root; its stdout (fails on an error)."""
+    root = Path(__file__).resolve().parents[1]
+    return subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True).stdout

@@ -3,12 +3,9 @@
 Timings are not: they live in ``python -m benchmarks`` only.
 """
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
+from helpers import run_python
 
 from benchmarks.cases import model_cases, op_cases
 from benchmarks.common import IMPLS, saved_bytes
@@ -122,8 +119,7 @@ def test_cuda_peak_of_the_first_step_leaves_out_one_time_allocations():
         "step = lambda: lin(x).sum().backward()  # leaves its gradients behind\n"
         "print(peak_step_bytes(step, d, leaves), peak_step_bytes(step, d, leaves))\n"
     )
-    root = Path(__file__).resolve().parents[1]
-    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
-    first, second = map(int, out.stdout.split())
+    out = run_python(code)
+    first, second = map(int, out.split())
     # the same step measures the same, and without cuBLAS's workspace (32 MiB on Hopper)
     assert first == second < 16 * 2**20

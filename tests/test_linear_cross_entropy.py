@@ -1,14 +1,11 @@
 """linear_cross_entropy: ``cross_entropy(x Wᵀ + b, target)`` in blocks of classes."""
 
 import itertools
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as TF
-from helpers import assert_close, check_grads, ctx_tensor_attrs, record_saved
+from helpers import assert_close, check_grads, ctx_tensor_attrs, record_saved, run_python
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import manual_autograd as ma
@@ -273,6 +270,5 @@ def test_imports_and_works_on_a_torch_without_the_twin():
         "out.backward()\n"
         "print(type(mod).__mro__[1].__name__, sorted(mod.state_dict()))\n"
     )
-    root = Path(__file__).resolve().parents[1]
-    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
-    assert out.stdout.split(None, 1) == ["_WeightedLoss", "['linear.bias', 'linear.weight']\n"]
+    out = run_python(code)
+    assert out.split(None, 1) == ["_WeightedLoss", "['linear.bias', 'linear.weight']\n"]
