@@ -24,16 +24,20 @@ ACTIVATIONS = {
 }
 
 
-def mlp(sizes, activation: str, impl: str) -> nn.Sequential:
-    """``Linear, act, Linear, act, ..., Linear`` through ``sizes``, from torch.nn or manual_autograd."""
-    linear = nn.Linear if impl == "native" else ma.nn.Linear
-    act = ACTIVATIONS[activation][0 if impl == "native" else 1]
+def stack(sizes, linear, act) -> nn.Sequential:
+    """``linear, act, linear, act, ..., linear`` through ``sizes``, from the given layer classes."""
     layers = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         if i:
             layers.append(act())
         layers.append(linear(a, b))
     return nn.Sequential(*layers)
+
+
+def mlp(sizes, activation: str, impl: str) -> nn.Sequential:
+    """``Linear, act, Linear, act, ..., Linear`` through ``sizes``, from torch.nn or manual_autograd."""
+    native = impl == "native"
+    return stack(sizes, nn.Linear if native else ma.nn.Linear, ACTIVATIONS[activation][0 if native else 1])
 
 
 def _loss(impl: str) -> nn.Module:

@@ -27,12 +27,12 @@ from torch.utils._pytree import tree_leaves
 import manual_autograd as ma
 from manual_autograd import functional as MF
 
+from .cases import ACTIVATIONS, mlp
 from .common import Case, Impl, env_info, measure_case, report_header, saved_bytes, time_ratio, write_report
 
 __all__ = ["LiveBytes", "peak_bytes", "mlp_case", "lce_case", "cases", "main"]
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ACTS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU}
 LCE_SHAPE = dict(N=2048, in_features=512, C=32000)
 
 
@@ -99,14 +99,9 @@ def mlp_case(activation: str, device, batch: int = 256, sizes=(784, 1024, 1024, 
     g = torch.Generator().manual_seed(1)
     x = torch.randn(batch, sizes[0], generator=g).to(device)
     target = torch.randint(0, sizes[-1], (batch,), generator=g).to(device)
-    act = ACTS[activation]
     torch.manual_seed(0)
-    layers = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers += [act()] if i else []
-        layers.append(nn.Linear(a, b))
-    native = nn.Sequential(*layers).to(device)
-    manual = ma.nn.MLP(sizes[0], list(sizes[1:]), activation_layer=act).to(device)
+    native = mlp(sizes, activation, "native").to(device)
+    manual = ma.nn.MLP(sizes[0], list(sizes[1:]), activation_layer=ACTIVATIONS[activation][0]).to(device)
     ours, theirs = list(manual.parameters()), list(native.parameters())
     assert len(ours) == len(theirs), (len(ours), len(theirs))
     with torch.no_grad():  # same weights, in order

@@ -38,7 +38,7 @@ from torch.utils.benchmark.utils.timer import timer as timer_fn
 import manual_autograd as ma
 from manual_autograd.function import Function as MAFunction
 
-from .cases import mlp
+from .cases import mlp, stack
 from .common import env_info, report_header, time_ratio, write_report
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -144,12 +144,7 @@ class FloorCrossEntropyLoss(nn.CrossEntropyLoss):
 
 
 def floor_mlp(sizes=(784, 128, 10)) -> nn.Sequential:
-    layers = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        if i:
-            layers.append(FloorReLU())
-        layers.append(FloorLinear(a, b))
-    return nn.Sequential(*layers)
+    return stack(sizes, FloorLinear, FloorReLU)
 
 
 # --------------------------------------------------------------------------------------------

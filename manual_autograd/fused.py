@@ -386,11 +386,7 @@ def activation_linear(
             f"{fn}(): expected 'input' with last dimension in_features={weight.shape[1]} "
             f"(weight has shape {F._shape(weight)}), got input of shape {F._shape(input)}"
         )
-    if input.dtype != weight.dtype or input.device != weight.device:
-        raise RuntimeError(
-            f"{fn}(): expected 'input' and 'weight' of the same dtype and device, got "
-            f"{input.dtype} on {input.device} and {weight.dtype} on {weight.device}"
-        )
+    F._check_like(fn, "weight", weight, "input", input)
     if bias is not None:
         F._check_tensor(fn, "bias", bias, 3)
         if tuple(bias.shape) != (weight.shape[0],):
@@ -477,11 +473,7 @@ def linear_cross_entropy(
             f"{fn}(): expected 'linear_weight' with last dimension in_features={in_features} like 'input' "
             f"(shape {F._shape(input)}), got shape {F._shape(linear_weight)}"
         )
-    if input.dtype != linear_weight.dtype or input.device != linear_weight.device:
-        raise RuntimeError(
-            f"{fn}(): expected 'input' and 'linear_weight' of the same dtype and device, got "
-            f"{input.dtype} on {input.device} and {linear_weight.dtype} on {linear_weight.device}"
-        )
+    F._check_like(fn, "linear_weight", linear_weight, "input", input)
     if linear_bias is not None:
         F._check_tensor(fn, "linear_bias", linear_bias, 4)
         if tuple(linear_bias.shape) != (C, *out_features):

@@ -145,6 +145,37 @@ def assert_close(a, b, **tol):
     torch.testing.assert_close(a, b, equal_nan=True, **tol)
 
 
+def assert_parity(ours_fn, torch_fn, x, exact=False, **tol):
+    """``ours_fn`` against ``torch_fn`` on two leaves with the values of ``x``: the same output
+    (shape, dtype, values; bit for bit with ``exact``) and the same input gradient."""
+    ours, ref = leaf(x), leaf(x)
+    out, expect = ours_fn(ours), torch_fn(ref)
+    assert out.shape == expect.shape and out.dtype == expect.dtype
+    if exact:
+        assert torch.equal(out, expect)
+    else:
+        assert_close(out, expect, **tol)
+    g = torch.randn_like(expect)
+    out.backward(g)
+    expect.backward(g)
+    assert_close(ours.grad, ref.grad, **tol)
+
+
+def assert_saves_the_input_only(fn):
+    """``fn(x)`` keeps ``x`` itself for backward (no copy, nothing on ``ctx``), and its backward
+    leaves ``x`` as it was."""
+    x = leaf(torch.randn(4, 5))
+    with record_saved() as saved:
+        out = fn(x)
+    assert len(saved) == 1
+    (s,) = saved
+    assert s.data_ptr == x.data_ptr() and s.dtype == torch.float32 and s.nbytes == 4 * 20
+    assert ctx_tensor_attrs(out.grad_fn) == []
+    before, version = x.detach().clone(), x._version
+    out.sum().backward()
+    assert x._version == version and torch.equal(x.detach(), before)
+
+
 def packed_bytes(n):
     return math.ceil(n / 8)
 

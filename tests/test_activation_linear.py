@@ -107,6 +107,8 @@ def test_errors_name_the_argument():
         MF.activation_linear(z, [[1.0]])
     with pytest.raises(TypeError, match="'negative_slope'"):
         MF.activation_linear(z, w, None, "leaky_relu", negative_slope="0.1")
+    with pytest.raises(RuntimeError, match="'weight' of dtype torch.float32 on cpu like 'input', got torch.float64"):
+        MF.activation_linear(z, w.double())
     with pytest.raises(Exception) as torch_error:  # the type torch raises for an integer input
         torch.nn.functional.gelu(torch.ones(3, 4, dtype=torch.long))
     with pytest.raises(Exception, match="floating-point") as info:

@@ -3,7 +3,7 @@
 import pytest
 import torch
 import torch.nn.functional as TF
-from helpers import ACT_CASES, ACT_SHAPES, assert_close, check_grads, ctx_tensor_attrs, leaf, record_saved
+from helpers import ACT_CASES, ACT_SHAPES, assert_close, assert_parity, assert_saves_the_input_only, check_grads, leaf
 from torch.func import grad, vmap
 
 import manual_autograd.functional as F
@@ -32,17 +32,9 @@ def test_gradcheck_wide_range(approximate):
 @pytest.mark.parametrize("shape", list(ACT_SHAPES.values()) + [(1000,)], ids=list(ACT_SHAPES) + ["wide"])
 def test_parity(shape, approximate, dtype):
     x = torch.randn(shape, dtype=dtype) * 4
-    ours, ref = leaf(x), leaf(x)
-    out = F.gelu(ours, approximate=approximate)
-    expect = TF.gelu(ref, approximate=approximate)
-    assert out.shape == expect.shape and out.dtype == expect.dtype
     # float32: 1 + tanh(..) / 1 + erf(..) cancel in the left tail, so both round to ~1e-7 absolute
     tol = dict(atol=1e-5) if dtype == torch.float32 else {}
-    assert_close(out, expect, **tol)
-    g = torch.randn_like(expect)
-    out.backward(g)
-    expect.backward(g)
-    assert_close(ours.grad, ref.grad, **tol)
+    assert_parity(lambda t: F.gelu(t, approximate=approximate), lambda t: TF.gelu(t, approximate=approximate), x, **tol)
 
 
 @pytest.mark.parametrize("approximate", APPROX)
@@ -71,16 +63,7 @@ def test_derivative_at_zero_is_torchs(approximate):
 
 @pytest.mark.parametrize("approximate", APPROX)
 def test_saves_the_input_only(approximate):
-    x = leaf(torch.randn(4, 5))
-    with record_saved() as saved:
-        out = F.gelu(x, approximate=approximate)
-    assert len(saved) == 1
-    (s,) = saved
-    assert s.data_ptr == x.data_ptr() and s.dtype == torch.float32 and s.nbytes == 4 * 20
-    assert ctx_tensor_attrs(out.grad_fn) == []
-    before, version = x.detach().clone(), x._version
-    out.sum().backward()
-    assert x._version == version and torch.equal(x.detach(), before)
+    assert_saves_the_input_only(lambda x: F.gelu(x, approximate=approximate))
 
 
 @pytest.mark.parametrize("approximate", APPROX)

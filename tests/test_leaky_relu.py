@@ -7,6 +7,7 @@ from helpers import (
     ACT_CASES,
     ACT_SHAPES,
     assert_close,
+    assert_parity,
     away_from_zero,
     check_grads,
     ctx_tensor_attrs,
@@ -52,16 +53,11 @@ def test_derivative_at_zero_is_torchs(slope, inplace):
 @pytest.mark.parametrize("slope", SLOPES + [0.01, 1.5])
 @pytest.mark.parametrize("shape", list(ACT_SHAPES.values()), ids=list(ACT_SHAPES))
 def test_parity(shape, slope, inplace, dtype):
-    x = with_zeros(*shape, dtype=dtype)
-    ours, ref = leaf(x), leaf(x)
-    out = F.leaky_relu(ours.clone(), slope, inplace)
-    expect = TF.leaky_relu(ref.clone(), slope, inplace and slope >= 0)
-    assert out.shape == expect.shape and out.dtype == expect.dtype
-    assert_close(out, expect)
-    g = torch.randn_like(expect)
-    out.backward(g)
-    expect.backward(g)
-    assert_close(ours.grad, ref.grad)
+    assert_parity(
+        lambda t: F.leaky_relu(t.clone(), slope, inplace),
+        lambda t: TF.leaky_relu(t.clone(), slope, inplace and slope >= 0),
+        with_zeros(*shape, dtype=dtype),
+    )
 
 
 def test_default_slope_and_int_slope():

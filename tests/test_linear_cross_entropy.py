@@ -237,6 +237,8 @@ def test_errors_name_the_argument():
         MF.linear_cross_entropy(x, w, t, chunk_size=0)
     with pytest.raises(RuntimeError, match="in_features=3"):
         MF.linear_cross_entropy(x, torch.randn(10, 4, dtype=torch.float64), t)
+    with pytest.raises(RuntimeError, match="'linear_weight' of dtype torch.float64 on cpu like 'input', got torch.float32"):
+        MF.linear_cross_entropy(x, w.detach().float(), t)
     with pytest.raises(RuntimeError, match="'weight' of shape \\(10,\\)"):
         MF.linear_cross_entropy(x, w, t, weight=torch.ones(9, dtype=torch.float64))
     with pytest.raises(RuntimeError, match="'ignore_index'"):

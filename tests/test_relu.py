@@ -7,6 +7,7 @@ from helpers import (
     ACT_CASES,
     ACT_SHAPES,
     assert_close,
+    assert_parity,
     away_from_zero,
     check_grads,
     ctx_tensor_attrs,
@@ -46,16 +47,12 @@ def test_derivative_at_zero_is_torchs(inplace):
 @pytest.mark.parametrize("inplace", [False, True])
 @pytest.mark.parametrize("shape", list(ACT_SHAPES.values()), ids=list(ACT_SHAPES))
 def test_parity(shape, inplace, dtype):
-    x = with_zeros(*shape, dtype=dtype)
-    ours, ref = leaf(x), leaf(x)
-    out = F.relu(ours.clone(), inplace=inplace)
-    expect = TF.relu(ref.clone(), inplace=inplace)
-    assert out.shape == expect.shape and out.dtype == expect.dtype
-    assert torch.equal(out, expect)
-    g = torch.randn_like(expect)
-    out.backward(g)
-    expect.backward(g)
-    assert_close(ours.grad, ref.grad)
+    assert_parity(
+        lambda t: F.relu(t.clone(), inplace=inplace),
+        lambda t: TF.relu(t.clone(), inplace=inplace),
+        with_zeros(*shape, dtype=dtype),
+        exact=True,
+    )
 
 
 def test_integer_input_forward_like_torch():

@@ -3,7 +3,18 @@
 import pytest
 import torch
 import torch.nn.functional as TF
-from helpers import ACT_CASES, ACT_SHAPES, assert_close, check_grads, ctx_tensor_attrs, fresh, leaf, record_saved
+from helpers import (
+    ACT_CASES,
+    ACT_SHAPES,
+    assert_close,
+    assert_parity,
+    assert_saves_the_input_only,
+    check_grads,
+    ctx_tensor_attrs,
+    fresh,
+    leaf,
+    record_saved,
+)
 from torch.func import grad, vmap
 
 import manual_autograd.functional as F
@@ -31,28 +42,11 @@ def test_gradcheck_wide_range():
 @pytest.mark.parametrize("shape", list(ACT_SHAPES.values()) + [(1000,)], ids=list(ACT_SHAPES) + ["wide"])
 def test_parity(shape, inplace, dtype):
     x = torch.randn(shape, dtype=dtype) * 4
-    ours, ref = leaf(x), leaf(x)
-    out = F.silu(ours.clone(), inplace=inplace)
-    expect = TF.silu(ref.clone(), inplace=inplace)
-    assert out.shape == expect.shape and out.dtype == expect.dtype
-    assert_close(out, expect)
-    g = torch.randn_like(expect)
-    out.backward(g)
-    expect.backward(g)
-    assert_close(ours.grad, ref.grad)
+    assert_parity(lambda t: F.silu(t.clone(), inplace=inplace), lambda t: TF.silu(t.clone(), inplace=inplace), x)
 
 
 def test_saves_the_input_only():
-    x = leaf(torch.randn(4, 5))
-    with record_saved() as saved:
-        out = F.silu(x)
-    assert len(saved) == 1
-    (s,) = saved
-    assert s.data_ptr == x.data_ptr() and s.dtype == torch.float32 and s.nbytes == 4 * 20
-    assert ctx_tensor_attrs(out.grad_fn) == []
-    before, version = x.detach().clone(), x._version
-    out.sum().backward()
-    assert x._version == version and torch.equal(x.detach(), before)
+    assert_saves_the_input_only(F.silu)
 
 
 def test_inplace_saves_one_copy_of_the_input():
