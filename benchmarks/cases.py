@@ -11,7 +11,7 @@ from torch import nn
 import manual_autograd as ma
 from manual_autograd import functional as MF
 
-from .common import Case, op_case, training_case
+from .common import op_case, training_case
 
 __all__ = ["ACTIVATIONS", "mlp", "op_cases", "model_cases", "cases", "relu_cache_variants"]
 

@@ -287,7 +287,7 @@ def _lce_backward_graph(
     x, weight, bias, t, valid, class_weight, out, g, onehot, row_sum, smooth, ctx, need_x, need_w, need_b, need_cw
 ):
     """Out-of-place, differentiable backward of :class:`LinearCrossEntropyFunction`, block by block."""
-    rows, C = x.shape[0], weight.shape[0]
+    C = weight.shape[0]
     eps, chunk = ctx.label_smoothing, ctx.chunk
     bounds = [(c0, min(c0 + chunk, C)) for c0 in range(0, C, chunk)]
     # the saved logsumexp carries no graph: recompute it with differentiable ops

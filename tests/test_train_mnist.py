@@ -45,7 +45,7 @@ def test_real_mnist_split_and_normalisation(mnist_root):
     dm.prepare_data()
     dm.setup("fit")
     dm.setup("test")
-    (x_train, y_train), (x_val, y_val), (x_test, y_test) = dm.train, dm.val, dm.test
+    (x_train, _), (x_val, y_val), (x_test, _) = dm.train, dm.val, dm.test
     assert x_train.shape == (55000, 784) and x_val.shape == (5000, 784) and x_test.shape == (10000, 784)
     # the standard statistics were computed on the full training set, so the 55k part is close to them
     assert abs(x_train.mean().item()) < 0.01 and abs(x_train.std().item() - 1.0) < 0.01
