@@ -90,7 +90,7 @@ class _Linear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias):
         ctx.save_for_backward(x, weight)
-        return torch.addmm(bias, x, weight.t())
+        return TF.linear(x, weight, bias)
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -122,6 +122,8 @@ class _CrossEntropy(torch.autograd.Function):
     def backward(ctx, grad_out):
         logp, target = ctx.saved_tensors
         t = target.view(-1, 1)
+        if int(t.min()) >= 0:  # no row ignored (ignore_index -100): no mask, as the library does on CPU
+            return logp.exp().scatter_(1, t, -1.0, reduce="add").mul_(grad_out.item() / t.shape[0]), None
         valid = t != -100
         g = torch.where(valid, grad_out / valid.sum(), 0.0)
         t = t.clamp(0, logp.shape[1] - 1)

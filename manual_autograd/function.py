@@ -113,10 +113,7 @@ class LinearFunction(Function):
 
     @staticmethod
     def forward(x, weight, bias):
-        if bias is not None and x.dim() == 2:
-            return torch.addmm(bias, x, weight.t())
-        out = x.matmul(weight.t())
-        return out if bias is None else out + bias
+        return torch.nn.functional.linear(x, weight, bias)  # torch's kernel (addmm for 2-D x): one call
 
     @staticmethod
     def setup_context(ctx, inputs, out):
@@ -387,9 +384,9 @@ class SiLUFunction(Function):
     def backward(ctx, grad_out, *_):
         (x,) = ctx.saved_tensors
         if x.dtype not in _HALF and grad_out.dtype == x.dtype and _in_place(grad_out):
-            # in place on two fresh temporaries: (x − x σ + 1) σ grad_out
+            # in place on two fresh temporaries: (σ + σ (x − x σ)) grad_out, four passes
             s = torch.sigmoid(x)
-            return torch.addcmul(x, x, s, value=-1.0).add_(1.0).mul_(s).mul_(grad_out), None
+            return s.addcmul_(s, torch.addcmul(x, x, s, value=-1.0)).mul_(grad_out), None
         return _cast_like(grad_out * _silu_derivative(x), grad_out), None
 
     @staticmethod
@@ -441,6 +438,9 @@ def _ce_row_coefficients(grad_out, valid, weight, w_t, reduction, eps, C, rows):
     return g, onehot, onehot + smooth * w_sum, smooth
 
 
+_REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}  # torch's enum, for the kernel F.nll_loss calls
+
+
 class CrossEntropyFunction(Function):
     """Softmax fused with cross-entropy: ``loss_i = −Σ_c q_ic log softmax(x_i)_c``.
 
@@ -461,7 +461,7 @@ class CrossEntropyFunction(Function):
         if label_smoothing == 0 and not target.is_floating_point():
             # the common case: the loss value is logp picked at the target, (weighted) and reduced
             t = target if target.dtype == torch.int64 else target.long()  # NOTE: a uint8 target would wrap ignore_index
-            return torch.nn.functional.nll_loss(logp, t, weight, ignore_index=ignore_index, reduction=reduction), logp
+            return torch._C._nn.nll_loss_nd(logp, t, weight, _REDUCTIONS[reduction], ignore_index), logp
         lr = _class_last(logp)
         C = lr.shape[1]
         eps = label_smoothing
@@ -507,22 +507,8 @@ class CrossEntropyFunction(Function):
     @staticmethod
     def backward(ctx, grad_out, grad_logp):
         logp, target, weight, out = ctx.saved_tensors
-        if ctx.common and grad_logp is None and grad_out is not None:  # class indices, no weight or smoothing: in few kernels
-            t = target.view(-1, 1) if target.dtype == torch.int64 else target.reshape(-1, 1).long()
-            valid = t != ctx.ignore_index
-            if ctx.reduction == "mean":
-                grad_out = grad_out / torch.count_nonzero(valid)  # (no bool-to-int64 copy, as sum() makes)
-            elif ctx.reduction == "none":
-                grad_out = grad_out.reshape(-1, 1)
-            # NOTE: ignored rows get exactly 0, even when the mean's denominator is 0 (g is inf/nan).
-            g = torch.where(valid, grad_out, 0.0)
-            lr = _class_last(logp)
-            t = t.clamp(0, lr.shape[1] - 1)  # valid targets as they are, ignored rows anywhere (g = 0 there)
-            if _in_place(grad_out):  # exp(logp) is a temporary: take the one-hot off and scale, in place
-                grad = lr.exp().scatter_(1, t, -1.0, reduce="add").mul_(g)
-            else:  # double backward or vmap: differentiable, out-of-place ops
-                grad = (lr.exp() * g).scatter_add(1, t, -g)
-            return _class_back(grad, logp), None, None, None, None, None
+        if ctx.common and grad_logp is None and grad_out is not None:  # class indices, no weight or smoothing
+            return _ce_index_backward(grad_out, logp, target, ctx.ignore_index, ctx.reduction), None, None, None, None, None
         grad_x = grad_t = grad_w = None
         if grad_out is not None:
             grad_x, grad_t, grad_w = _ce_backward(ctx, grad_out, logp, target, weight, out)
@@ -583,6 +569,41 @@ class CrossEntropyFunction(Function):
         else:  # d(S / D) = (dS − (S / D) dD) / D, for a weighted mean whose denominator D moves with weight
             out_t = (out_t.sum() if denom_t is None else out_t.sum() - out * denom_t) / denom
         return out_t, logp_t
+
+
+def _none_ignored(t, ignore_index):
+    """Whether no target row is ``ignore_index``, asked only where it is cheap: a CPU target (one
+    reduction read back, no device to wait on) and a negative ``ignore_index``, which then is the
+    only value below 0 (the forward's ``nll_loss`` refused any other)."""
+    return ignore_index < 0 and t.device.type == "cpu" and t.numel() > 0 and int(t.min()) >= 0
+
+
+def _ce_index_backward(grad_out, logp, target, ignore_index, reduction):
+    """``dL/dx = g (softmax(x) − onehot(t))`` row by row for class-index targets (no class weight,
+    no smoothing), where ``g`` is the row's upstream gradient: 0 on ignored rows, ``grad_out / n``
+    for ``'mean'`` over the ``n`` rows kept. Few kernels, each call here costing more than its
+    arithmetic at MNIST sizes."""
+    lr = _class_last(logp)
+    t = target.reshape(-1, 1) if target.dtype == torch.int64 else target.reshape(-1, 1).long()
+    if reduction == "none":
+        grad_out = grad_out.reshape(-1, 1)
+    in_place = _in_place(grad_out)
+    if in_place and _none_ignored(t, ignore_index):  # every row kept: no mask, g is a number
+        if reduction != "none":
+            grad_out = grad_out.item() / (t.shape[0] if reduction == "mean" else 1)
+        # exp(logp) is a temporary: take the one-hot off and scale, in place
+        return _class_back(lr.exp().scatter_(1, t, -1.0, reduce="add").mul_(grad_out), logp)
+    valid = t != ignore_index
+    if reduction == "mean":
+        grad_out = grad_out / torch.count_nonzero(valid)  # (no bool-to-int64 copy, as sum() makes)
+    # NOTE: ignored rows get exactly 0, even when the mean's denominator is 0 (g is inf/nan).
+    g = torch.where(valid, grad_out, 0.0)
+    t = t.clamp(0, lr.shape[1] - 1)  # valid targets as they are, ignored rows anywhere (g = 0 there)
+    if in_place:
+        grad = lr.exp().scatter_(1, t, -1.0, reduce="add").mul_(g)
+    else:  # double backward or vmap: differentiable, out-of-place ops
+        grad = (lr.exp() * g).scatter_add(1, t, -g)
+    return _class_back(grad, logp)
 
 
 def _ce_backward(ctx, grad_out, logp, target, weight, out):

@@ -4,6 +4,7 @@ The floor's minimal Functions are a measuring device (what any Python ``autograd
 so they must compute the same loss and gradients as ``torch.nn``, or the comparison means nothing.
 """
 
+import pytest
 import torch
 from torch import nn
 
@@ -11,14 +12,16 @@ from benchmarks.cases import mlp
 from benchmarks.overhead import FloorCrossEntropyLoss, floor_mlp, main, to_markdown
 
 
-def test_floor_mlp_equals_torch_nn():
+@pytest.mark.parametrize("ignored", [False, True], ids=["all-rows", "a-row-ignored"])
+def test_floor_mlp_equals_torch_nn(ignored):
     torch.manual_seed(0)
     native = mlp((784, 128, 10), "relu", "native").double()
     floor = floor_mlp().double()
     floor.load_state_dict(native.state_dict())
     x = torch.randn(16, 784, dtype=torch.float64)
     t = torch.randint(0, 10, (16,))
-    t[3] = -100  # an ignored row
+    if ignored:  # the masked path; without, the unmasked one
+        t[3] = -100
     losses = []
     for model, loss_fn in ((native, nn.CrossEntropyLoss()), (floor, FloorCrossEntropyLoss())):
         loss = loss_fn(model(x), t)
