@@ -2,7 +2,7 @@
 
     python -m benchmarks.overhead [--rounds 21] [--threads N] [--cpu-time]
 
-Three measurements, each interleaved against its native counterpart in one process
+Four measurements, each interleaved against its native counterpart in one process
 (:func:`benchmarks.common.time_ratio`: medians of ``torch.utils.benchmark.Timer`` blocks, ratio
 taken inside each round):
 
@@ -18,6 +18,11 @@ taken inside each round):
    compile support). The floor is what any library of Python Functions pays for this network; the
    distance from it to ``manual_autograd`` is what the library's own code costs. Two more rows
    keep ``torch.nn.CrossEntropyLoss`` and swap only Linear and ReLU, to show the loss's share.
+4. **One ReLU swapped** into the otherwise native MLP: the machinery of a Python Function against
+   what its backward calls. Four Functions with the same forward (``clamp_min``, saving the output)
+   and these backwards: ``return grad_out`` (no op: the machinery alone, a *wrong* gradient, timed
+   only), torch's own ``threshold_backward`` called from Python (one op, torch's kernel), the
+   floor's ``sign(out) * grad_out`` and ``manual_autograd``'s ReLU.
 
 Writes ``benchmarks/results/overhead_<device>.{md,json}``.
 """
@@ -149,6 +154,34 @@ def floor_mlp(sizes=(784, 128, 10)) -> nn.Sequential:
     return stack(sizes, FloorLinear, FloorReLU)
 
 
+def _relu_probe(name, backward):
+    """A ReLU module whose Function has the floor's forward and the given ``backward(out, grad_out)``."""
+
+    class Probe(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            out = x.clamp_min(0)
+            ctx.save_for_backward(out)
+            return out
+
+        @staticmethod
+        def backward(ctx, grad_out):
+            (out,) = ctx.saved_tensors
+            return backward(out, grad_out)
+
+    return type(name, (nn.ReLU,), {"forward": lambda self, input: Probe.apply(input)})
+
+
+RELU_PROBES = {  # backward of the one swapped ReLU: what it calls from Python
+    "`return grad_out` (no op; wrong gradient, timing only)": _relu_probe("NoOpReLU", lambda out, g: g),
+    "torch's `threshold_backward` (one op)": _relu_probe(
+        "TorchKernelReLU", lambda out, g: torch.ops.aten.threshold_backward(g, out, 0)
+    ),
+    "floor: `out.sign().mul_(grad_out)` (two ops)": FloorReLU,
+    "manual_autograd `ReLU`": ma.nn.ReLU,
+}
+
+
 # --------------------------------------------------------------------------------------------
 
 
@@ -196,7 +229,13 @@ def measure(rounds: int, min_run_time: float, timer=timer_fn, batch: int = 256) 
         model.load_state_dict(native_model.state_dict())
         r = time_ratio(native_step, _step(model, loss_fn, xb, tb), rounds, min_run_time, timer=timer)
         step_rows.append({"impl": name, **r})
-    return {"apply": apply_rows, "apply_backward": node_rows, "step": step_rows, "batch": batch}
+    probe_rows = []
+    for name, relu in RELU_PROBES.items():
+        model = stack((784, 128, 10), nn.Linear, relu)
+        model.load_state_dict(native_model.state_dict())
+        r = time_ratio(native_step, _step(model, nn.CrossEntropyLoss(), xb, tb), rounds, min_run_time, timer=timer)
+        probe_rows.append({"relu_backward": name, **r})
+    return {"apply": apply_rows, "apply_backward": node_rows, "step": step_rows, "relu_probe": probe_rows, "batch": batch}
 
 
 def _us(s):
@@ -224,6 +263,16 @@ def to_markdown(report: dict) -> str:
         lines.append(
             f"| {r['impl']} | {r['native_s'] * 1e3:.3f} | {r['manual_s'] * 1e3:.3f} | "
             f"**{r['ratio']:.2f}** [{r['ratio_q1']:.2f}–{r['ratio_q3']:.2f}] |"
+        )
+    lines += [
+        "",
+        f"| 784-128-10 MLP, batch {report['batch']}, all `torch.nn` but one ReLU, a Python Function whose backward is | native ms | this ms | ratio | this − native µs |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for r in report["relu_probe"]:
+        lines.append(
+            f"| {r['relu_backward']} | {r['native_s'] * 1e3:.3f} | {r['manual_s'] * 1e3:.3f} | "
+            f"{r['ratio']:.3f} [{r['ratio_q1']:.3f}–{r['ratio_q3']:.3f}] | {(r['manual_s'] - r['native_s']) * 1e6:.0f} |"
         )
     lines += ["", f"Whole run: {report['wall_s']:.0f} s."]
     return "\n".join(lines) + "\n"

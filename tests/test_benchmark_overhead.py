@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from benchmarks.cases import mlp
-from benchmarks.overhead import FloorCrossEntropyLoss, floor_mlp, main, to_markdown
+from benchmarks.cases import mlp, stack
+from benchmarks.overhead import RELU_PROBES, FloorCrossEntropyLoss, floor_mlp, main, to_markdown
 
 
 @pytest.mark.parametrize("ignored", [False, True], ids=["all-rows", "a-row-ignored"])
@@ -32,6 +32,21 @@ def test_floor_mlp_equals_torch_nn(ignored):
         torch.testing.assert_close(a.grad, b.grad)
 
 
+def test_relu_probes_differ_only_in_backward():
+    """The probes share the forward; all but the no-op one (a timing device) give torch's gradients."""
+    torch.manual_seed(0)
+    native = mlp((784, 128, 10), "relu", "native").double()
+    x, t = torch.randn(8, 784, dtype=torch.float64), torch.randint(0, 10, (8,))
+    nn.CrossEntropyLoss()(native(x), t).backward()
+    for name, relu in RELU_PROBES.items():
+        model = stack((784, 128, 10), nn.Linear, relu).double()
+        model.load_state_dict(native.state_dict())
+        loss = nn.CrossEntropyLoss()(model(x), t)
+        loss.backward()
+        same = [torch.allclose(a.grad, b.grad) for a, b in zip(native.parameters(), model.parameters())]
+        assert all(same) != name.startswith("`return grad_out`"), name
+
+
 def test_report_runs_and_tabulates(tmp_path):
     threads = torch.get_num_threads()
     try:
@@ -42,3 +57,4 @@ def test_report_runs_and_tabulates(tmp_path):
     assert all(r["native_s"] > 0 and r["manual_s"] > 0 for r in report["step"] + report["apply"])
     text = (tmp_path / "overhead_cpu.md").read_text()
     assert text == to_markdown(report) and "floor (minimal Functions)" in text
+    assert [r["relu_backward"] for r in report["relu_probe"]] == list(RELU_PROBES)
