@@ -8,8 +8,9 @@ Every op follows the same pattern (PyTorch's "Extending PyTorch" notes):
 * ``backward(ctx, grad_out)`` settles it, computing only the gradients that
   ``ctx.needs_input_grad`` asks for, with differentiable torch ops (so double backward works).
 
-No op calls ``.item()`` or otherwise waits on the device. Validation of arguments lives in
-:mod:`manual_autograd.functional`; these classes assume well-formed inputs.
+No op waits on a device: the only values read back to Python (cross-entropy's check for ignored
+rows and its upstream gradient, on its unmasked path) are read on CPU tensors only. Validation of
+arguments lives in :mod:`manual_autograd.functional`; these classes assume well-formed inputs.
 """
 
 from __future__ import annotations
