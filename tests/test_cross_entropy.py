@@ -297,3 +297,18 @@ def test_double_backward_through_mlp(act):
         hvps.append(torch.autograd.grad(sum((g * v).sum() for g, v in zip(gs, vs)), params))
     for a, b in zip(*hvps):
         assert_close(a, b)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_cuda_backward_never_waits_on_the_device(reduction):
+    # the unmasked path reads a value back, on CPU only; on a GPU forward and backward stay asynchronous
+    x = torch.randn(64, 10, device="cuda", requires_grad=True)
+    t = torch.randint(0, 10, (64,), device="cuda")
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        loss = F.cross_entropy(x, t, reduction=reduction)
+        loss.backward(torch.ones_like(loss))
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert x.grad is not None
