@@ -157,13 +157,7 @@ def floor_mlp(sizes=(784, 128, 10)) -> nn.Sequential:
 def _relu_probe(name, backward):
     """A ReLU module whose Function has the floor's forward and the given ``backward(out, grad_out)``."""
 
-    class Probe(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):
-            out = x.clamp_min(0)
-            ctx.save_for_backward(out)
-            return out
-
+    class Probe(_ReLU):  # the floor's forward
         @staticmethod
         def backward(ctx, grad_out):
             (out,) = ctx.saved_tensors
