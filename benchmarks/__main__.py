@@ -23,7 +23,7 @@ import torch
 
 
 from . import cases as builtin
-from .common import env_info, measure_case, report_header, timer_fn, write_report
+from .common import env_info, measure_case, ratio_cell, report_header, target_mark, timer_fn, write_report
 
 # Modules of this package that may add cases through ``cases(device, quick)``; see common.py.
 EXTRA_MODULES = ("fused",)
@@ -71,12 +71,6 @@ def _ms(s):
     return f"{s * 1e3:.3f}"
 
 
-def _check(value, target):
-    if target is None:
-        return ""
-    return f" {'✓' if value <= target else '✗'} ≤{target:.2f}"
-
-
 def to_markdown(report: dict) -> str:
     lines = report_header(report, f"{report['rounds']} interleaved rounds per figure, {report['clock']}") + [
         "Times are medians in ms; ratios are manual / native, the median of per-round ratios "
@@ -102,13 +96,13 @@ def to_markdown(report: dict) -> str:
             r["name"],
             _ms(f["native_s"]),
             _ms(f["manual_s"]),
-            f"{f['ratio']:.2f} [{f['ratio_q1']:.2f}–{f['ratio_q3']:.2f}]",
+            ratio_cell(f),
             _ms(s["native_s"]),
             _ms(s["manual_s"]),
-            f"**{s['ratio']:.2f}** [{s['ratio_q1']:.2f}–{s['ratio_q3']:.2f}]{_check(s['ratio'], r.get('step_target'))}",
+            ratio_cell(s, bold=True) + target_mark(s["ratio"], r.get("step_target")),
             f"{_kib(n['act'])} + {_kib(n['input'])}",
             f"{_kib(m['act'])} + {_kib(m['input'])}",
-            f"**{r['saved_ratio']:.2f}**{_check(r['saved_ratio'], r.get('saved_target'))}",
+            f"**{r['saved_ratio']:.2f}**{target_mark(r['saved_ratio'], r.get('saved_target'))}",
         ]
         if cuda:
             cells += [

@@ -348,6 +348,17 @@ def report_header(report: dict, rounds: str) -> list:
     ]
 
 
+def ratio_cell(r: dict, digits: int = 2, bold: bool = False) -> str:
+    """A :func:`time_ratio` result as a table cell: ``ratio [q1–q3]``, the ratio in bold if asked."""
+    ratio = f"{r['ratio']:.{digits}f}"
+    return f"{f'**{ratio}**' if bold else ratio} [{r['ratio_q1']:.{digits}f}–{r['ratio_q3']:.{digits}f}]"
+
+
+def target_mark(value: float, target: Optional[float]) -> str:
+    """`` ✓ ≤t`` or `` ✗ ≤t`` after a ratio that has a target ``t``; nothing if it has none."""
+    return "" if target is None else f" {'✓' if value <= target else '✗'} ≤{target:.2f}"
+
+
 def write_report(report: dict, out: Path, stem: str, to_markdown: Callable[[dict], str]) -> None:
     """Write ``report`` as ``out/stem.json`` and its markdown table as ``out/stem.md``."""
     out.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,18 @@ import manual_autograd as ma
 from manual_autograd import functional as MF
 
 from .cases import ACTIVATIONS, mlp
-from .common import Case, Impl, env_info, measure_case, report_header, saved_bytes, time_ratio, write_report
+from .common import (
+    Case,
+    Impl,
+    env_info,
+    measure_case,
+    ratio_cell,
+    report_header,
+    saved_bytes,
+    target_mark,
+    time_ratio,
+    write_report,
+)
 
 __all__ = ["LiveBytes", "peak_bytes", "mlp_case", "lce_case", "cases", "main"]
 
@@ -200,12 +211,8 @@ def _mib(n):
     return f"{n / 2**20:,.1f}"
 
 
-def _ratio(r):
-    return f"{r['ratio']:.2f} [{r['ratio_q1']:.2f}–{r['ratio_q3']:.2f}]"
 
 
-def _ok(value, target):
-    return "" if target is None else (" ✓" if value <= target else " ✗") + f" ≤{target:.2f}"
 
 
 def torch_chunked_rows(device, rounds, min_run_time, N, in_features, C) -> list:
@@ -227,7 +234,7 @@ def torch_chunked_rows(device, rounds, min_run_time, N, in_features, C) -> list:
                 "native_live_peak": native_peak,
                 "live_peak_ratio": p / native_peak,
                 "saved": saved_bytes(fn, (w,), (x, target)),
-                "step": time_ratio(native_step, step, rounds, min_run_time),
+                "step": timeratio_cell(native_step, step, rounds, min_run_time),
             }
         )
         print(f"  {name:55s} step {rows[-1]['step']['ratio']:.2f}  peak {p / native_peak:.3f}", flush=True)
@@ -255,17 +262,17 @@ def to_markdown(report) -> str:
         peak = ["", "", ""]
         if "native_live_peak" in r:
             peak = [_mib(r["native_live_peak"]), _mib(r["manual_live_peak"]),
-                    f"**{r['live_peak_ratio']:.3f}**{_ok(r['live_peak_ratio'], r.get('peak_target'))}"]
+                    f"**{r['live_peak_ratio']:.3f}**{target_mark(r['live_peak_ratio'], r.get('peak_target'))}"]
         out.append(
             "| " + " | ".join([
                 r["name"],
                 f"{s['native_s'] * 1e3:.1f}",
                 f"{s['manual_s'] * 1e3:.1f}",
-                f"**{s['ratio']:.2f}** [{s['ratio_q1']:.2f}–{s['ratio_q3']:.2f}]{_ok(s['ratio'], r.get('step_target'))}",
-                _ratio(r["forward"]),
+                ratio_cell(s, bold=True) + target_mark(s["ratio"], r.get("step_target")),
+                ratio_cell(r["forward"]),
                 f"{n['act'] / 1024:,.0f} + {n['input'] / 1024:,.0f}",
                 f"{m['act'] / 1024:,.0f} + {m['input'] / 1024:,.0f}",
-                f"**{r['saved_ratio']:.2f}**{_ok(r['saved_ratio'], r.get('saved_target'))}",
+                f"**{r['saved_ratio']:.2f}**{target_mark(r['saved_ratio'], r.get('saved_target'))}",
                 *peak,
             ]) + " |"
         )
@@ -284,7 +291,7 @@ def to_markdown(report) -> str:
         for r in report["torch_chunked"]:
             sv = r["saved"]
             out.append(
-                f"| {r['name']} | {_ratio(r['step'])} | {sv['act'] / 1024:,.0f} + {sv['input'] / 1024:,.0f} "
+                f"| {r['name']} | {ratio_cell(r['step'])} | {sv['act'] / 1024:,.0f} + {sv['input'] / 1024:,.0f} "
                 f"| {_mib(r['live_peak'])} | {r['live_peak_ratio']:.3f} |"
             )
     out += ["", f"Whole run: {report['wall_s']:.0f} s."]

@@ -44,7 +44,7 @@ import manual_autograd as ma
 from manual_autograd.function import Function as MAFunction
 
 from .cases import mlp, stack
-from .common import env_info, report_header, time_ratio, write_report
+from .common import env_info, ratio_cell, report_header, time_ratio, write_report
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -245,8 +245,8 @@ def to_markdown(report: dict) -> str:
     ]
     for a, b in zip(report["apply"], report["apply_backward"]):
         lines.append(
-            f"| {a['op']} | {_us(a['native_s'])} | {_us(a['manual_s'])} | {a['ratio']:.2f} [{a['ratio_q1']:.2f}–{a['ratio_q3']:.2f}] "
-            f"| {_us(b['native_s'])} | {_us(b['manual_s'])} | {b['ratio']:.2f} [{b['ratio_q1']:.2f}–{b['ratio_q3']:.2f}] |"
+            f"| {a['op']} | {_us(a['native_s'])} | {_us(a['manual_s'])} | {ratio_cell(a)} "
+            f"| {_us(b['native_s'])} | {_us(b['manual_s'])} | {ratio_cell(b)} |"
         )
     lines += [
         "",
@@ -256,7 +256,7 @@ def to_markdown(report: dict) -> str:
     for r in report["step"]:
         lines.append(
             f"| {r['impl']} | {r['native_s'] * 1e3:.3f} | {r['manual_s'] * 1e3:.3f} | "
-            f"**{r['ratio']:.2f}** [{r['ratio_q1']:.2f}–{r['ratio_q3']:.2f}] |"
+            f"{ratio_cell(r, bold=True)} |"
         )
     lines += [
         "",
@@ -266,7 +266,7 @@ def to_markdown(report: dict) -> str:
     for r in report["relu_probe"]:
         lines.append(
             f"| {r['relu_backward']} | {r['native_s'] * 1e3:.3f} | {r['manual_s'] * 1e3:.3f} | "
-            f"{r['ratio']:.3f} [{r['ratio_q1']:.3f}–{r['ratio_q3']:.3f}] | {(r['ratio'] - 1) * r['native_s'] * 1e6:.0f} |"
+            f"{ratio_cell(r, digits=3)} | {(r['ratio'] - 1) * r['native_s'] * 1e6:.0f} |"
         )
     lines += ["", f"Whole run: {report['wall_s']:.0f} s."]
     return "\n".join(lines) + "\n"
