@@ -591,21 +591,18 @@ def _ce_index_backward(grad_out, logp, target, ignore_index, reduction):
         grad_out = grad_out.reshape(-1, 1)
     in_place = _in_place(grad_out)
     if in_place and _none_ignored(t, ignore_index):  # every row kept: no mask, g is a number
-        if reduction != "none":
-            grad_out = grad_out.item() / (t.shape[0] if reduction == "mean" else 1)
-        # exp(logp) is a temporary: take the one-hot off and scale, in place
-        return _class_back(lr.exp().scatter_(1, t, -1.0, reduce="add").mul_(grad_out), logp)
-    valid = t != ignore_index
-    if reduction == "mean":
-        grad_out = grad_out / torch.count_nonzero(valid)  # (no bool-to-int64 copy, as sum() makes)
-    # NOTE: ignored rows get exactly 0, even when the mean's denominator is 0 (g is inf/nan).
-    g = torch.where(valid, grad_out, 0.0)
-    t = t.clamp(0, lr.shape[1] - 1)  # valid targets as they are, ignored rows anywhere (g = 0 there)
-    if in_place:
-        grad = lr.exp().scatter_(1, t, -1.0, reduce="add").mul_(g)
-    else:  # double backward or vmap: differentiable, out-of-place ops
-        grad = (lr.exp() * g).scatter_add(1, t, -g)
-    return _class_back(grad, logp)
+        g = grad_out if reduction == "none" else grad_out.item() / (t.shape[0] if reduction == "mean" else 1)
+    else:
+        valid = t != ignore_index
+        if reduction == "mean":
+            grad_out = grad_out / torch.count_nonzero(valid)  # (no bool-to-int64 copy, as sum() makes)
+        # NOTE: ignored rows get exactly 0, even when the mean's denominator is 0 (g is inf/nan).
+        g = torch.where(valid, grad_out, 0.0)
+        t = t.clamp(0, lr.shape[1] - 1)  # valid targets as they are, ignored rows anywhere (g = 0 there)
+        if not in_place:  # double backward or vmap: differentiable, out-of-place ops
+            return _class_back((lr.exp() * g).scatter_add(1, t, -g), logp)
+    # exp(logp) is a temporary: take the one-hot off and scale, in place
+    return _class_back(lr.exp().scatter_(1, t, -1.0, reduce="add").mul_(g), logp)
 
 
 def _ce_backward(ctx, grad_out, logp, target, weight, out):
