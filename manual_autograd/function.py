@@ -459,8 +459,8 @@ class CrossEntropyFunction(Function):
     takes a reduction) and double backward still reaches ``x`` through them, as torch's own
     ``log_softmax`` does. The backward is ``softmax(x) · Σ_c q_ic − q``, scaled once by the
     reduction. Saves ``logp`` (the size of the logits, which are not kept), the target, the class
-    weight, and for ``'mean'`` the 0-dim loss (the weighted mean's denominator is recomputed from
-    the target).
+    weight, and for a class-weighted ``'mean'`` over class indices the 0-dim loss (read by the
+    weight's gradient; the weighted mean's denominator is recomputed from the target).
     """
 
     @staticmethod
@@ -509,7 +509,9 @@ class CrossEntropyFunction(Function):
         ctx.set_materialize_grads(False)  # logp's gradient is None but in double backward
         ctx.ignore_index, ctx.reduction, ctx.label_smoothing = ignore_index, reduction, label_smoothing
         ctx.common = label_smoothing == 0 and weight is None and not target.is_floating_point()
-        ctx.save_for_backward(logp, target, weight, loss if reduction == "mean" else None)
+        # the mean's output is read only to move a class weight's denominator (its gradient or tangent)
+        keep_out = reduction == "mean" and weight is not None and not target.is_floating_point()
+        ctx.save_for_backward(logp, target, weight, loss if keep_out else None)
         _save_for_jvp(ctx, logp, target, weight, loss)
 
     @staticmethod
@@ -596,8 +598,8 @@ def _ce_index_backward(grad_out, logp, target, ignore_index, reduction):
     if reduction == "none":
         grad_out = grad_out.reshape(-1, 1)
     in_place = _in_place(grad_out)
-    if in_place and _none_ignored(t, ignore_index):  # every row kept: no mask, g is a number
-        g = grad_out if reduction == "none" else grad_out.item() / (t.shape[0] if reduction == "mean" else 1)
+    if in_place and _none_ignored(t, ignore_index):  # every row kept: no mask
+        g = grad_out.item() / t.shape[0] if reduction == "mean" else grad_out  # (a tensor multiplies faster)
     else:
         valid = t != ignore_index
         if reduction == "mean":

@@ -156,7 +156,8 @@ class LinearCrossEntropyFunction(Function):
     writes (or adds to) ``dL/dW`` and ``dL/db`` of those classes and adds to ``dL/dx`` of those
     rows. The rest of ``dL/dlogits`` (the one-hot and smoothing parts of ``q``) is a rank-one and
     an index term, added once in closed form. Kept for backward: ``x``, ``W``, ``b``, target,
-    class weight, the logsumexp (``N`` values) and, for ``'mean'``, the 0-dim output.
+    class weight, the logsumexp (``N`` values) and, for a class-weighted ``'mean'``, the 0-dim
+    output (read only by the class weight's gradient).
 
     NOTE: the blocks run over classes first so each ``dL/dW`` row is written by few tiles; chunks
     of whole rows would add into the whole ``C × in`` weight gradient once per chunk.
@@ -219,7 +220,8 @@ class LinearCrossEntropyFunction(Function):
         out, lse = outputs
         ctx.mark_non_differentiable(lse)
         ctx.ignore_index, ctx.reduction, ctx.label_smoothing, ctx.chunk = ignore_index, reduction, label_smoothing, chunk
-        ctx.save_for_backward(x, weight, bias, target, class_weight, lse, out if reduction == "mean" else None)
+        keep_out = reduction == "mean" and class_weight is not None  # read only by the class weight's gradient
+        ctx.save_for_backward(x, weight, bias, target, class_weight, lse, out if keep_out else None)
 
     @staticmethod
     def backward(ctx, grad_out, _grad_lse):

@@ -230,7 +230,7 @@ def test_default_arguments_like_torch():
 @pytest.mark.parametrize("weight", ["none", "given"])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("kind,tdtype", [("index", torch.int64), ("index", torch.uint8), ("prob", torch.float32)])
-def test_saves_log_probabilities_target_weight_and_mean_output(kind, tdtype, reduction, weight, eps):
+def test_saves_log_probabilities_target_weight_and_weighted_mean_output(kind, tdtype, reduction, weight, eps):
     x, t, w, _ = make_case("3d", kind, weight, dtype=torch.float32)
     if kind == "index":
         t = t.to(tdtype)
@@ -240,14 +240,16 @@ def test_saves_log_probabilities_target_weight_and_mean_output(kind, tdtype, red
     assert saved[0].shape == tuple(x.shape) and saved[0].dtype == x.dtype
     assert saved[0].storage_nbytes == x.numel() * x.element_size() and saved[0].data_ptr != x.data_ptr()
     assert_close(saved[0].tensor, torch.log_softmax(x.detach(), 1))
-    expect = [t] + ([w] if w is not None else []) + ([out] if reduction == "mean" else [])
+    # the mean's output only where the class weight's gradient reads it (index targets)
+    keeps_out = reduction == "mean" and w is not None and kind == "index"
+    expect = [t] + ([w] if w is not None else []) + ([out] if keeps_out else [])
     assert len(saved) == 1 + len(expect), saved
     for s, e in zip(saved[1:], expect):  # the tensors themselves: no copies, no extra logits-sized buffers
         assert s.data_ptr == e.data_ptr() and s.shape == tuple(e.shape) and s.dtype == e.dtype
         assert s.nbytes == e.numel() * e.element_size()
     logits_sized = [s for s in saved if s.shape == tuple(x.shape)]
     assert len(logits_sized) == (1 if kind == "index" else 2)  # the logits (and a probability target)
-    if reduction == "mean":
+    if keeps_out:
         assert saved[-1].shape == () and saved[-1].nbytes == 4
     assert ctx_tensor_attrs(out.grad_fn) == []
     before = [v.detach().clone() for v in (x, t)]
