@@ -111,6 +111,19 @@ def to_markdown(report: dict) -> str:
                 f"{r['peak_ratio']:.2f}" if r.get("peak_ratio") is not None else "",
             ]
         lines.append("| " + " | ".join(cells) + " |")
+    faulted = [r for r in report["rows"] if r["step"].get("native_faults") is not None]
+    if faulted:
+        lines += [
+            "",
+            "Minor page faults per training step, over all timed steps (a fault is a first write to a "
+            "freshly mapped 4 KiB page: what a new buffer costs once the allocator has returned freed "
+            "memory to the system; they come in bursts, hence a mean):",
+            "",
+            "| case | native | manual |",
+            "|---|---:|---:|",
+        ]
+        for r in faulted:
+            lines.append(f"| {r['name']} | {r['step']['native_faults']:,.1f} | {r['step']['manual_faults']:,.1f} |")
     if report.get("relu_cache"):
         base = report["relu_cache"][0]["act"]
         lines += [

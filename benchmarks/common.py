@@ -36,6 +36,11 @@ from torch import Tensor
 from torch.utils.benchmark import Timer
 from torch.utils.benchmark.utils.timer import timer as timer_fn
 
+try:
+    import resource  # POSIX: the process's page-fault counter
+except ImportError:  # pragma: no cover - Windows
+    resource = None
+
 __all__ = [
     "Impl",
     "Case",
@@ -197,18 +202,27 @@ def time_ratio(
     ``Timer.blocked_autorange`` first sizes a block (how many calls take ``min_run_time``) and
     warms both up; then each round times one block of each, alternating which goes first, so that
     drift in machine load hits both alike. The ratio manual/native is taken within each round;
-    its median and quartiles are reported, with the median time per call of each.
+    its median and quartiles are reported, with the median time per call of each and, where the
+    OS counts them, the minor page faults per call over all timed blocks (``native_faults``,
+    ``manual_faults``: first writes to freshly mapped memory, what a new buffer costs once the
+    allocator has handed freed memory back to the system; they come in bursts, so a mean, not a
+    median; ``None`` elsewhere).
     """
     num_threads = torch.get_num_threads() if num_threads is None else num_threads
     fns = {"native": native, "manual": manual}
-    timers = {k: Timer("fn()", globals={"fn": fn}, num_threads=num_threads, timer=timer) for k, fn in fns.items()}
+    clocks = {k: _FaultClock(timer) for k in fns}
+    timers = {k: Timer("fn()", globals={"fn": fn}, num_threads=num_threads, timer=clocks[k]) for k, fn in fns.items()}
     number = {k: t.blocked_autorange(min_run_time=min_run_time).number_per_run for k, t in timers.items()}
     times = {k: [] for k in fns}
+    faults = {k: [] for k in fns}
     ratios = []
     for r in range(rounds):
         order = ("native", "manual") if r % 2 == 0 else ("manual", "native")
         for k in order:
             times[k].append(timers[k].timeit(number[k]).median)
+            block = clocks[k].last_block()  # the timed block's, not its warm-up calls'
+            if block is not None:
+                faults[k].append(block)
         ratios.append(times["manual"][-1] / times["native"][-1])
     q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
     return {
@@ -218,7 +232,31 @@ def time_ratio(
         "ratio_q1": q[0],
         "ratio_q3": q[2],
         "rounds": rounds,
+        **{f"{k}_faults": sum(v) / (number[k] * len(v)) if v else None for k, v in faults.items()},
     }
+
+
+def _minor_faults() -> Optional[int]:
+    """The process's minor page faults so far, or ``None`` where the OS does not count them."""
+    return None if resource is None else resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+class _FaultClock:
+    """A ``Timer`` clock that also notes the page-fault count at each reading (after it), so the
+    faults of the last timed block are the difference of the last two notes."""
+
+    def __init__(self, clock: Callable[[], float]):
+        self.clock, self.notes = clock, []
+
+    def __call__(self) -> float:
+        t = self.clock()
+        self.notes.append(_minor_faults())
+        return t
+
+    def last_block(self) -> Optional[int]:
+        start, end = self.notes[-2:]
+        self.notes.clear()
+        return None if end is None else end - start
 
 
 # --------------------------------------------------------------------------------------------
