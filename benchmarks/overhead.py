@@ -2,7 +2,7 @@
 
     python -m benchmarks.overhead [--rounds 21] [--threads N] [--cpu-time]
 
-Four measurements, each interleaved against its native counterpart in one process
+Five measurements, each interleaved against its native counterpart in one process
 (:func:`benchmarks.common.time_ratio`: medians of ``torch.utils.benchmark.Timer`` blocks, ratio
 taken inside each round):
 
@@ -23,6 +23,10 @@ taken inside each round):
    and these backwards: ``return grad_out`` (no op: the machinery alone, a *wrong* gradient, timed
    only), torch's own ``threshold_backward`` called from Python (one op, torch's kernel), the
    floor's ``sign(out) * grad_out`` and ``manual_autograd``'s ReLU.
+5. **The loss alone**, forward and backward on ``(batch, 10)`` logits: ``torch.nn.functional.
+   cross_entropy`` against the floor's Function, ``manual_autograd``'s ``CrossEntropyFunction``
+   applied directly (no argument checks) and ``manual_autograd.functional.cross_entropy`` (with
+   them): what the library's loss costs beyond the floor, and how much of that is its checks.
 
 Writes ``benchmarks/results/overhead_<device>.{md,json}``.
 """
@@ -41,6 +45,8 @@ from torch import nn
 from torch.utils.benchmark.utils.timer import timer as timer_fn
 
 import manual_autograd as ma
+import manual_autograd.functional as MF
+from manual_autograd.function import CrossEntropyFunction
 from manual_autograd.function import Function as MAFunction
 
 from .cases import mlp, stack
@@ -229,7 +235,32 @@ def measure(rounds: int, min_run_time: float, timer=timer_fn, batch: int = 256) 
         model.load_state_dict(native_model.state_dict())
         r = time_ratio(native_step, _step(model, nn.CrossEntropyLoss(), xb, tb), rounds, min_run_time, timer=timer)
         probe_rows.append({"relu_backward": name, **r})
-    return {"apply": apply_rows, "apply_backward": node_rows, "step": step_rows, "relu_probe": probe_rows, "batch": batch}
+    logits = torch.randn(batch, 10, generator=g).requires_grad_()
+    losses = {  # each returns the loss; the timed call also runs its backward
+        "floor (minimal Function)": lambda: _CrossEntropy.apply(logits, tb),
+        "manual_autograd `CrossEntropyFunction.apply` (no argument checks)": lambda: CrossEntropyFunction.apply(
+            logits, tb, None, -100, "mean", 0.0
+        )[0],
+        "manual_autograd `functional.cross_entropy`": lambda: MF.cross_entropy(logits, tb),
+    }
+    loss_rows = []
+    for name, loss in losses.items():
+        r = time_ratio(
+            lambda: TF.cross_entropy(logits, tb).backward(),
+            lambda loss=loss: loss().backward(),
+            rounds,
+            min_run_time,
+            timer=timer,
+        )
+        loss_rows.append({"loss": name, **r})
+    return {
+        "apply": apply_rows,
+        "apply_backward": node_rows,
+        "step": step_rows,
+        "relu_probe": probe_rows,
+        "loss": loss_rows,
+        "batch": batch,
+    }
 
 
 def _us(s):
@@ -268,6 +299,14 @@ def to_markdown(report: dict) -> str:
             f"| {r['relu_backward']} | {r['native_s'] * 1e3:.3f} | {r['manual_s'] * 1e3:.3f} | "
             f"{ratio_cell(r, digits=3)} | {(r['ratio'] - 1) * r['native_s'] * 1e6:.0f} |"
         )
+    lines += [
+        "",
+        f"| cross-entropy alone, ({report['batch']}, 10) logits, forward + backward, against `torch.nn.functional` "
+        "| native µs | this µs | ratio |",
+        "|---|---:|---:|---:|",
+    ]
+    for r in report["loss"]:
+        lines.append(f"| {r['loss']} | {_us(r['native_s'])} | {_us(r['manual_s'])} | {ratio_cell(r)} |")
     lines += ["", f"Whole run: {report['wall_s']:.0f} s."]
     return "\n".join(lines) + "\n"
 

@@ -58,3 +58,5 @@ def test_report_runs_and_tabulates(tmp_path):
     text = (tmp_path / "overhead_cpu.md").read_text()
     assert text == to_markdown(report) and "floor (minimal Functions)" in text
     assert [r["relu_backward"] for r in report["relu_probe"]] == list(RELU_PROBES)
+    assert len(report["loss"]) == 3 and all(r["native_s"] > 0 and r["manual_s"] > 0 for r in report["loss"])
+    assert "cross-entropy alone" in text
