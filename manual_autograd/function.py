@@ -306,7 +306,7 @@ def _gelu_derivative(x, approximate):
 def _gelu_grad_(x, approximate, grad_out):
     """``grad_out * d out / dx`` for float32/64 ``x`` outside double backward: in place on two
     fresh temporaries (on CPU a fresh full-size buffer can cost more than the kernel filling it),
-    each line one pass over them."""
+    each call one pass over memory."""
     if approximate == "tanh":
         # NOTE: with u = √(2/π)(x + c x³), tanh(u) = 2σ(2u) − 1, so for s = σ(2u): ½(1 + tanh u) = s
         # and 1 − tanh²(u) = 4 s (1 − s); out' = s (1 + (1 − s) v) with v = x ∂(2u)/∂x = 3·2u − 2kx
