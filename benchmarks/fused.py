@@ -211,10 +211,6 @@ def _mib(n):
     return f"{n / 2**20:,.1f}"
 
 
-
-
-
-
 def torch_chunked_rows(device, rounds, min_run_time, N, in_features, C) -> list:
     """Each torch chunked option beside the unfused composition: step time ratio and peak."""
     x, w, target = _lce_tensors(device, N, in_features, C)
@@ -234,7 +230,7 @@ def torch_chunked_rows(device, rounds, min_run_time, N, in_features, C) -> list:
                 "native_live_peak": native_peak,
                 "live_peak_ratio": p / native_peak,
                 "saved": saved_bytes(fn, (w,), (x, target)),
-                "step": timeratio_cell(native_step, step, rounds, min_run_time),
+                "step": time_ratio(native_step, step, rounds, min_run_time),
             }
         )
         print(f"  {name:55s} step {rows[-1]['step']['ratio']:.2f}  peak {p / native_peak:.3f}", flush=True)
