@@ -585,7 +585,7 @@ def _none_ignored(t, ignore_index):
     """Whether no target row is ``ignore_index``, asked only where it is cheap: a CPU target (one
     reduction read back, no device to wait on) and a negative ``ignore_index``, which then is the
     only value below 0 (the forward's ``nll_loss`` refused any other)."""
-    return ignore_index < 0 and t.device.type == "cpu" and t.numel() > 0 and int(t.min()) >= 0
+    return ignore_index < 0 and t.is_cpu and t.numel() > 0 and int(t.min()) >= 0
 
 
 def _ce_index_backward(grad_out, logp, target, ignore_index, reduction):
