@@ -321,9 +321,10 @@ def _gelu_grad_(x, approximate, grad_out):
         return s.addcmul_(s, v.addcmul_(v, s, value=-1.0), value=3.0).mul_(grad_out)  # (s + s (1 − s) v) g
     # Φ(x) + x φ(x) = ½ (1 + erf(z) + 2 x φ(x)), z = x/√2, and 2 x φ(x) = x · (2/√(2π)) / exp(z²)
     z = x * _SQRT1_2
-    # exp(z²) as exp2(log₂e z²): torch's exp2 kernel takes half the time of its exp on CPU.
-    # NOTE: inf beyond |x| ≈ 13.3 in float32, where x / e is then 0, as φ underflows.
-    e = z.square().mul_(_LOG2E).exp2_()
+    # NOTE: e = exp(z²) is inf beyond |x| ≈ 13.3 in float32, where x / e is then 0, as φ underflows.
+    # On CPU as exp2(log₂e z²): torch's CPU exp2 kernel takes half the time of its exp, which pays
+    # for the extra pass; on a GPU, where every elementwise pass costs its memory traffic, it would not.
+    e = z.square().mul_(_LOG2E).exp2_() if x.is_cpu else z.square().exp_()
     out = z.erf_().addcdiv_(x, e, value=2.0 * _INV_SQRT_2PI)
     return torch.addcmul(grad_out, grad_out, out, out=out).mul_(0.5)  # g (1 + out) / 2
 

@@ -84,3 +84,12 @@ def test_vmap_grad(approximate):
     ours = vmap(grad(lambda v: (F.gelu(v, approximate=approximate) ** 2).sum()))(x)
     ref = vmap(grad(lambda v: (TF.gelu(v, approximate=approximate) ** 2).sum()))(x)
     assert_close(ours, ref)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_exact_backward_off_cpu(dtype):
+    # exp(x²/2) is exp2(log₂e x²/2) on CPU only; other devices keep exp. The meta device runs that
+    # branch without a GPU (shapes and dtypes; its values are checked by the CUDA parity tests).
+    x = torch.randn(5, 7, dtype=dtype, device="meta", requires_grad=True)
+    F.gelu(x).sum().backward()
+    assert x.grad.shape == x.shape and x.grad.dtype == dtype and x.grad.device.type == "meta"
