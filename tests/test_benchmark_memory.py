@@ -33,7 +33,7 @@ def test_model_saved_ratio_meets_target(name):
     assert manual["input"] == native["input"] > 0
 
 
-def test_relu_mlp_keeps_exactly_what_native_keeps():
+def test_relu_mlp_keeps_no_byte_more_than_native():
     # ReLU saves its output, which the next Linear keeps anyway: not one byte more than torch.nn,
     # and the loss 4 bytes fewer (torch keeps nll_loss's 0-dim total weight; an unweighted mean
     # needs no 0-dim tensor in the library's backward)
