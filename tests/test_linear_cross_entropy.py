@@ -118,15 +118,15 @@ def test_keeps_inputs_and_one_value_per_row():
     h = x * 1.0
     with record_saved() as saved:
         out = MF.linear_cross_entropy(h, w, t, linear_bias=b)
+    inputs = (h.data_ptr(), w.data_ptr(), b.data_ptr(), t.data_ptr())
     kept = {s.data_ptr: s for s in saved}
-    others = [s for p, s in kept.items() if p not in (h.data_ptr(), w.data_ptr(), b.data_ptr(), t.data_ptr())]
+    others = [s for p, s in kept.items() if p not in inputs]
     assert h.data_ptr() in kept and w.data_ptr() in kept
     assert sorted(s.shape for s in others) == [(N,)]  # the per-row logsumexp (no class weight: not the mean)
     assert ctx_tensor_attrs(out.grad_fn) == []
     cw = torch.rand(C)
     with record_saved() as saved:
         MF.linear_cross_entropy(h, w, t, linear_bias=b, weight=cw)
-    inputs = (h.data_ptr(), w.data_ptr(), b.data_ptr(), t.data_ptr())
     # with a class weight: it, the logsumexp and the mean's output (read by the weight's gradient)
     assert sorted(s.shape for s in saved if s.data_ptr not in inputs) == [(), (N,), (C,)]
 
