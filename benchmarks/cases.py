@@ -15,29 +15,12 @@ from .common import op_case, training_case
 
 __all__ = ["ACTIVATIONS", "mlp", "op_cases", "model_cases", "cases", "relu_cache_variants"]
 
-# name -> (native module factory, manual module factory)
-ACTIVATIONS = {
-    "relu": (nn.ReLU, ma.nn.ReLU),
-    "leaky_relu": (nn.LeakyReLU, ma.nn.LeakyReLU),
-    "gelu": (nn.GELU, ma.nn.GELU),
-    "silu": (nn.SiLU, ma.nn.SiLU),
-}
-
-
-def stack(sizes, linear, act) -> nn.Sequential:
-    """``linear, act, linear, act, ..., linear`` through ``sizes``, from the given layer classes."""
-    layers = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        if i:
-            layers.append(act())
-        layers.append(linear(a, b))
-    return nn.Sequential(*layers)
+ACTIVATIONS = ma.nn.ACTIVATIONS  # name -> (native module class, manual module class)
 
 
 def mlp(sizes, activation: str, impl: str) -> nn.Sequential:
     """``Linear, act, Linear, act, ..., Linear`` through ``sizes``, from torch.nn or manual_autograd."""
-    native = impl == "native"
-    return stack(sizes, nn.Linear if native else ma.nn.Linear, ACTIVATIONS[activation][0 if native else 1])
+    return ma.nn.build_mlp(sizes, activation, "torch" if impl == "native" else impl)
 
 
 def _loss(impl: str) -> nn.Module:

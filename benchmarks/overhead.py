@@ -49,7 +49,7 @@ import manual_autograd.functional as MF
 from manual_autograd.function import CrossEntropyFunction
 from manual_autograd.function import Function as MAFunction
 
-from .cases import mlp, stack
+from .cases import mlp
 from .common import env_info, ratio_cell, report_header, time_ratio, write_report
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -157,7 +157,7 @@ class FloorCrossEntropyLoss(nn.CrossEntropyLoss):
 
 
 def floor_mlp(sizes=(784, 128, 10)) -> nn.Sequential:
-    return stack(sizes, FloorLinear, FloorReLU)
+    return ma.nn.build_mlp(sizes, FloorReLU, FloorLinear)
 
 
 def _relu_probe(name, backward):
@@ -231,7 +231,7 @@ def measure(rounds: int, min_run_time: float, timer=timer_fn, batch: int = 256) 
         step_rows.append({"impl": name, **r})
     probe_rows = []
     for name, relu in RELU_PROBES.items():
-        model = stack((784, 128, 10), nn.Linear, relu)
+        model = ma.nn.build_mlp((784, 128, 10), relu, nn.Linear)
         model.load_state_dict(native_model.state_dict())
         r = time_ratio(native_step, _step(model, nn.CrossEntropyLoss(), xb, tb), rounds, min_run_time, timer=timer)
         probe_rows.append({"relu_backward": name, **r})

@@ -8,11 +8,13 @@ parameter initialisation (same RNG draws in the same order), ``state_dict`` keys
 
 from __future__ import annotations
 
+from typing import Callable, List, Sequence, Union
+
 from torch import Tensor, nn
 
 from . import functional as F
 
-__all__ = ["Linear", "ReLU", "LeakyReLU", "GELU", "SiLU", "CrossEntropyLoss"]
+__all__ = ["Linear", "ReLU", "LeakyReLU", "GELU", "SiLU", "CrossEntropyLoss", "ACTIVATIONS", "IMPLS", "build_mlp"]
 
 
 class Linear(nn.Linear):
@@ -189,3 +191,67 @@ class CrossEntropyLoss(nn.CrossEntropyLoss):
 from .fused_nn import MLP, ActivationLinear, LinearCrossEntropyLoss  # noqa: E402
 
 __all__ += ["ActivationLinear", "MLP", "LinearCrossEntropyLoss"]
+
+#: The one activation registry of the module API: name -> (torch.nn twin, the library's module).
+ACTIVATIONS = {
+    "relu": (nn.ReLU, ReLU),
+    "leaky_relu": (nn.LeakyReLU, LeakyReLU),
+    "gelu": (nn.GELU, GELU),
+    "silu": (nn.SiLU, SiLU),
+}
+#: Which modules :func:`build_mlp` builds from: the library's (``'manual'``) or torch.nn's (``'torch'``).
+IMPLS = ("manual", "torch")
+
+
+def build_mlp(
+    sizes: Sequence[int],
+    activation: Union[str, Callable[[], nn.Module]] = "relu",
+    impl: Union[str, Callable[[int, int], nn.Module]] = "manual",
+    fused: bool = False,
+) -> nn.Sequential:
+    """``Linear → activation → … → Linear`` for layer widths ``sizes`` (input first, output last).
+
+    The one MLP builder of the project (``train/`` and ``benchmarks/`` build theirs here).
+    ``impl='manual'`` uses this module's layers, ``impl='torch'`` their :mod:`torch.nn` twins:
+    the library's modules subclass torch's, so under the same seed both draw the same initial
+    weights and have the same ``state_dict`` keys.
+
+    Args:
+        sizes: ``[in_features, hidden_1, ..., out_features]``, at least two entries
+        activation: a key of :data:`ACTIVATIONS` (``'relu'`` | ``'leaky_relu'`` | ``'gelu'`` |
+            ``'silu'``), or a zero-argument factory of the activation module
+        impl: ``'manual'`` | ``'torch'``, or a factory ``linear(in_features, out_features)`` of the
+            Linear layers (with a factory ``activation``: a network of one's own layers)
+        fused: build :class:`MLP` (each hidden activation fused into the next Linear, keeping one
+            tensor per hidden layer for backward); ``impl='manual'`` only. Same initial weights;
+            ``state_dict`` keys ``0, 1, 2, …`` instead of ``0, 2, 4, …``.
+
+    Examples::
+
+        >>> manual_autograd.nn.build_mlp([784, 128, 10], "relu")
+        Sequential(
+          (0): Linear(in_features=784, out_features=128, bias=True)
+          (1): ReLU()
+          (2): Linear(in_features=128, out_features=10, bias=True)
+        )
+    """
+    if isinstance(activation, str) and activation not in ACTIVATIONS:
+        raise ValueError(f"build_mlp(): argument 'activation' must be one of {tuple(ACTIVATIONS)}, got {activation!r}")
+    if isinstance(impl, str) and impl not in IMPLS:
+        raise ValueError(f"build_mlp(): argument 'impl' must be one of {IMPLS}, got {impl!r}")
+    if isinstance(sizes, (str, bytes)) or len(sizes) < 2:
+        raise ValueError(f"build_mlp(): argument 'sizes' must hold at least two widths, got {sizes!r}")
+    act = activation
+    if isinstance(activation, str):
+        act = ACTIVATIONS[activation][0 if impl == "torch" else 1]
+    if fused:
+        if impl != "manual":
+            raise ValueError(f"build_mlp(): 'fused=True' needs impl='manual', got impl={impl!r}")
+        return MLP(sizes[0], list(sizes[1:]), activation_layer=act)
+    linear = {"manual": Linear, "torch": nn.Linear}.get(impl, impl) if isinstance(impl, str) else impl
+    modules: List[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        if i:
+            modules.append(act())
+        modules.append(linear(n_in, n_out))
+    return nn.Sequential(*modules)

@@ -8,7 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from benchmarks.cases import mlp, stack
+import manual_autograd as ma
+
+from benchmarks.cases import mlp
 from benchmarks.overhead import RELU_PROBES, FloorCrossEntropyLoss, floor_mlp, main, to_markdown
 
 
@@ -39,7 +41,7 @@ def test_relu_probes_differ_only_in_backward():
     x, t = torch.randn(8, 784, dtype=torch.float64), torch.randint(0, 10, (8,))
     nn.CrossEntropyLoss()(native(x), t).backward()
     for name, relu in RELU_PROBES.items():
-        model = stack((784, 128, 10), nn.Linear, relu).double()
+        model = ma.nn.build_mlp((784, 128, 10), relu, nn.Linear).double()
         model.load_state_dict(native.state_dict())
         loss = nn.CrossEntropyLoss()(model(x), t)
         loss.backward()

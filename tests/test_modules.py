@@ -168,3 +168,31 @@ def test_deepcopy_and_pickle_roundtrip(tmp_path):
     torch.save(m, path)
     loaded = torch.load(path, weights_only=False)
     assert type(loaded[0]) is mnn.Linear and torch.equal(loaded(x), m(x))
+
+
+@pytest.mark.parametrize("activation", list(mnn.ACTIVATIONS))
+def test_build_mlp_twins_start_equal(activation):
+    torch.manual_seed(0)
+    ours = mnn.build_mlp([6, 5, 4, 3], activation)
+    torch.manual_seed(0)
+    theirs = mnn.build_mlp([6, 5, 4, 3], activation, "torch")
+    assert [type(m) for m in theirs] == [tnn.Linear, mnn.ACTIVATIONS[activation][0]] * 2 + [tnn.Linear]
+    assert all(isinstance(m, mnn.Linear) for m in ours[::2]) and isinstance(ours[1], mnn.ACTIVATIONS[activation][1])
+    assert ours.state_dict().keys() == theirs.state_dict().keys()
+    x = torch.randn(7, 6)
+    torch.testing.assert_close(ours(x), theirs(x))
+
+
+def test_build_mlp_factories_and_errors():
+    m = mnn.build_mlp((3, 2), tnn.Tanh, tnn.Linear)
+    assert len(m) == 1 and type(m[0]) is tnn.Linear
+    assert type(mnn.build_mlp((3, 4, 2), tnn.Tanh, tnn.Linear)[1]) is tnn.Tanh
+    assert isinstance(mnn.build_mlp((3, 4, 2), "gelu", fused=True), mnn.MLP)
+    for kwargs, match in [
+        (dict(sizes=(3, 2), activation="tanh"), "argument 'activation'"),
+        (dict(sizes=(3, 2), impl="jax"), "argument 'impl'"),
+        (dict(sizes=(3,)), "argument 'sizes'"),
+        (dict(sizes=(3, 4, 2), impl="torch", fused=True), "impl='manual'"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            mnn.build_mlp(**kwargs)

@@ -14,63 +14,15 @@ import manual_autograd.nn as mnn
 
 __all__ = ["ACTIVATIONS", "IMPLS", "OPTIMIZERS", "SCHEDULERS", "build_mlp", "MNISTClassifier"]
 
-ACTIVATIONS = ("relu", "leaky_relu", "gelu", "silu")
-IMPLS = ("manual", "torch")
+ACTIVATIONS = tuple(mnn.ACTIVATIONS)
+IMPLS = mnn.IMPLS
+build_mlp = mnn.build_mlp  # the library's one MLP builder
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("constant", "onecycle", "cosine")
-
-# the layer classes each implementation builds from; both sides have the same constructors
-_LAYERS = {
-    "manual": {"linear": mnn.Linear, "relu": mnn.ReLU, "leaky_relu": mnn.LeakyReLU, "gelu": mnn.GELU, "silu": mnn.SiLU,
-               "loss": mnn.CrossEntropyLoss},
-    "torch": {"linear": nn.Linear, "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU, "silu": nn.SiLU,
-              "loss": nn.CrossEntropyLoss},
-}
-
 
 def _check_choice(name: str, value, choices: Sequence[str]) -> None:
     if value not in choices:
         raise ValueError(f"MNISTClassifier: expected '{name}' to be one of {', '.join(map(repr, choices))}, got {value!r}")
-
-
-def build_mlp(sizes: Sequence[int], activation: str = "relu", impl: str = "manual", fused: bool = False) -> nn.Sequential:
-    """``Linear → activation → … → Linear`` for layer widths ``sizes`` (input first, classes last).
-
-    ``impl='manual'`` uses :mod:`manual_autograd.nn`, ``impl='torch'`` the :mod:`torch.nn` twins.
-    The manual modules subclass the torch ones, so both draw the same initial weights from the same
-    RNG state and have the same ``state_dict`` keys. (A fused implementation, one module for the
-    whole stack, would be one more branch here returning that module.)
-
-    Args:
-        sizes: ``[in_features, hidden_1, ..., num_classes]``, at least two entries
-        activation: ``'relu'`` | ``'leaky_relu'`` | ``'gelu'`` | ``'silu'``
-        impl: ``'manual'`` | ``'torch'``
-        fused: build :class:`manual_autograd.nn.MLP` (each hidden activation fused into the next
-            Linear, keeping one tensor per hidden layer for backward); ``impl='manual'`` only.
-            Same initial weights; ``state_dict`` keys ``0, 1, 2, …`` instead of ``0, 2, 4, …``.
-
-    Examples::
-
-        >>> build_mlp([784, 128, 10], "relu")
-        Sequential(
-          (0): Linear(in_features=784, out_features=128, bias=True)
-          (1): ReLU()
-          (2): Linear(in_features=128, out_features=10, bias=True)
-        )
-    """
-    _check_choice("activation", activation, ACTIVATIONS)
-    _check_choice("impl", impl, IMPLS)
-    layers = _LAYERS[impl]
-    if fused:
-        if impl != "manual":
-            raise ValueError(f"'fused: true' needs 'impl: manual', got impl={impl!r}")
-        return mnn.MLP(sizes[0], list(sizes[1:]), activation_layer=layers[activation])
-    modules: list[nn.Module] = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        modules.append(layers["linear"](n_in, n_out))
-        if i < len(sizes) - 2:
-            modules.append(layers[activation]())
-    return nn.Sequential(*modules)
 
 
 class MNISTClassifier(L.LightningModule):
@@ -146,7 +98,7 @@ class MNISTClassifier(L.LightningModule):
         self.save_hyperparameters()
 
         self.net = build_mlp(sizes, activation, impl, fused)
-        self.loss = _LAYERS[impl]["loss"](label_smoothing=label_smoothing)
+        self.loss = (mnn.CrossEntropyLoss if impl == "manual" else nn.CrossEntropyLoss)(label_smoothing=label_smoothing)
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
