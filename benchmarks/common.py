@@ -13,11 +13,11 @@ that defines ``cases(device: torch.device, quick: bool) -> list[Case]`` and is l
 does not exist) and its cases are measured and tabulated with the built-in ones. Build cases
 with :func:`training_case` (a model, a loss and a batch) or by hand with :class:`Impl`.
 
-Saved bytes are *unique* bytes: tensors kept for backward (caught by
-``torch.autograd.graph.saved_tensors_hooks``, plus any tensor a custom Function keeps as a
-``ctx`` attribute, found by walking the graph) deduplicated by untyped storage and counted at
-the storage's full size. Storages of parameters are excluded; storages of model inputs are
-reported apart (``input``), because the caller holds them anyway.
+Saved bytes are *unique* bytes, counted by the library's ledger
+(:func:`manual_autograd.ledger.record_saved`): tensors kept for backward, plus any tensor a
+custom Function keeps as a ``ctx`` attribute, deduplicated by storage and counted at the
+storage's full size. Storages of parameters are excluded; storages of model inputs are reported
+apart (``input``), because the caller holds them anyway.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ from torch import Tensor
 from torch.utils.benchmark import Timer
 from torch.utils.benchmark.utils.timer import timer as timer_fn
 
+from manual_autograd.ledger import record_saved
+
 try:
     import resource  # POSIX: the process's page-fault counter
 except ImportError:  # pragma: no cover - Windows
@@ -45,7 +47,6 @@ __all__ = [
     "Impl",
     "Case",
     "saved_bytes",
-    "graph_ctx_tensors",
     "time_ratio",
     "peak_step_bytes",
     "training_case",
@@ -98,33 +99,9 @@ class Case:
 # saved memory
 
 
-def _storage_key(t: Tensor):
-    s = t.untyped_storage()
-    return (t.device.type, t.device.index, s.data_ptr()), s.nbytes()
-
-
-def graph_ctx_tensors(root: Tensor) -> list:
-    """Tensors held as plain attributes of custom-Function ``ctx`` objects in ``root``'s graph.
-
-    ``save_for_backward`` goes through the saved-tensor hooks; a tensor stored as ``ctx.foo``
-    does not, so it is found here by walking the graph.
-    """
-    found, seen = [], set()
-    stack = [root.grad_fn] if root.grad_fn is not None else []
-    while stack:
-        node = stack.pop()
-        if node is None or id(node) in seen:
-            continue
-        seen.add(id(node))
-        for value in getattr(node, "__dict__", {}).values():
-            items = value if isinstance(value, (list, tuple)) else (value,)
-            found.extend(v for v in items if isinstance(v, Tensor))
-        stack.extend(fn for fn, _ in node.next_functions)
-    return found
-
-
 def saved_bytes(record: Callable[[], Tensor], exclude: Sequence[Tensor] = (), model_input=()) -> dict:
-    """Unique bytes kept for backward by the graph ``record()`` builds.
+    """Unique bytes kept for backward by the graph ``record()`` builds (counted by
+    :func:`manual_autograd.ledger.record_saved`, ``ctx`` attributes included).
 
     Args:
         record: runs a forward (and loss) with autograd on and returns the graph's root.
@@ -136,25 +113,12 @@ def saved_bytes(record: Callable[[], Tensor], exclude: Sequence[Tensor] = (), mo
     """
     if isinstance(model_input, Tensor):
         model_input = (model_input,)
-    skip = {_storage_key(t)[0] for t in exclude}
-    given = {_storage_key(t)[0] for t in model_input}
-    kept = {}  # storage key -> (nbytes, storage): holding the storage keeps its address unique
-    count = 0
-
-    def pack(t):
-        nonlocal count
-        count += 1
-        key, nbytes = _storage_key(t)
-        kept.setdefault(key, (nbytes, t.untyped_storage()))
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with record_saved(keep_tensors=False) as saved:
         root = record()
-    for t in graph_ctx_tensors(root):
-        pack(t)
-    act = sum(n for k, (n, _) in kept.items() if k not in skip and k not in given)
-    inp = sum(n for k, (n, _) in kept.items() if k in given)
-    return {"act": act, "input": inp, "tensors": count}
+    saved.add_ctx_tensors(root)
+    act = saved.unique_bytes(exclude=[*exclude, *model_input])
+    inp = saved.unique_bytes(only=model_input)
+    return {"act": act, "input": inp, "tensors": len(saved)}
 
 
 _WARM_DEVICES: set = set()

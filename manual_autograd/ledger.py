@@ -22,19 +22,28 @@ Examples::
     >>> print(led)               # a table, one row per saved tensor
     >>> led.unique_bytes         # bytes the backward will read, each storage once
     >>> led.to_dict()["records"]  # the same rows as plain data
+
+:func:`record_saved` is the counter underneath, without the module attribution: the tensors
+saved inside a block and the unique bytes of their storages (what ``benchmarks`` and the tests
+count with)::
+
+    >>> with manual_autograd.ledger.record_saved() as saved:
+    ...     loss = model(x).square().mean()
+    >>> saved.add_ctx_tensors(loss)      # tensors a custom Function keeps as ``ctx`` attributes
+    >>> saved.unique_bytes(exclude=list(model.parameters()))
 """
 
 from __future__ import annotations
 
 import weakref
 from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 from torch.nn.modules import module as _module
 
-__all__ = ["Ledger", "SavedRecord", "ledger"]
+__all__ = ["Ledger", "SavedRecord", "SavedTensor", "SavedTensors", "ctx_tensors", "ledger", "record_saved"]
 
 
 @dataclass
@@ -81,6 +90,175 @@ def _storage_bytes(t: Tensor) -> int:
         return t.numel() * t.element_size()
 
 
+def _storage_ref(t: Tensor):
+    # torch keeps one Python object per live storage, so a weak reference to it tells whether
+    # the storage (not just this tensor) is still alive.
+    try:
+        return weakref.ref(t.untyped_storage())
+    except (RuntimeError, NotImplementedError, TypeError):
+        return weakref.ref(t)
+
+
+@dataclass
+class SavedTensor:
+    """One tensor packed for backward, as :class:`SavedTensors` records it.
+
+    Attributes:
+        shape: its shape.
+        dtype: its dtype.
+        nbytes: ``numel * element_size``: the bytes of its own values.
+        storage_nbytes: bytes of the storage it lives in (a small view of a big buffer keeps all of it).
+        data_ptr: its ``data_ptr()``.
+        storage: index of its storage in the recorder; equal indices share memory.
+        tensor: a detached alias of it (same storage), or ``None`` for a recorder that keeps none.
+    """
+
+    shape: Tuple[int, ...]
+    dtype: torch.dtype
+    nbytes: int
+    storage_nbytes: int
+    data_ptr: int
+    storage: int
+    tensor: Optional[Tensor] = field(default=None, repr=False)
+
+
+class SavedTensors(list):
+    """The tensors saved for backward inside a ``with`` block (a list of :class:`SavedTensor`),
+    and the bytes of their storages, each counted once.
+
+    The one saved-tensor counter of the project: :class:`Ledger` adds module attribution on top
+    of it, ``benchmarks`` and the tests count with it. Use it through :func:`record_saved`.
+
+    Storages are told apart by address while they are alive: a storage freed during the block
+    (its graph released) whose address is reused counts as a new one. Each counts at its full size.
+
+    Args:
+        keep_tensors: keep a detached alias of each saved tensor in :attr:`SavedTensor.tensor`
+            (its storage then lives as long as the record).
+    """
+
+    def __init__(self, keep_tensors: bool = True):
+        super().__init__()
+        self.keep_tensors = keep_tensors
+        self.storage_bytes: List[int] = []  # by storage index
+        self._storages: Dict[tuple, Tuple[int, weakref.ref]] = {}
+        self._hooks = None
+
+    def storage_of(self, t: Tensor) -> int:
+        """The index of ``t``'s storage, a new one if no live storage recorded here is ``t``'s."""
+        key = _storage_key(t)
+        entry = self._storages.get(key) if key is not None else None
+        if entry is not None and entry[1]() is None:  # freed: the address now belongs to another
+            entry = None
+        if entry is not None:
+            return entry[0]
+        index = len(self.storage_bytes)
+        self.storage_bytes.append(_storage_bytes(t))
+        if key is not None:
+            self._storages[key] = (index, _storage_ref(t))
+        return index
+
+    def add(self, t: Tensor) -> SavedTensor:
+        """Count ``t`` as saved (the pack hook calls this; call it for tensors kept outside the hooks)."""
+        alias = t.detach()
+        saved = SavedTensor(
+            tuple(t.shape),
+            t.dtype,
+            t.numel() * t.element_size(),
+            _storage_bytes(t),
+            t.data_ptr(),
+            self.storage_of(alias),
+            alias if self.keep_tensors else None,
+        )
+        self.append(saved)
+        return saved
+
+    def add_ctx_tensors(self, root) -> None:
+        """Count the tensors held as plain ``ctx`` attributes in ``root``'s graph (:func:`ctx_tensors`)."""
+        for _, _, t in ctx_tensors(root):
+            self.add(t)
+
+    def _pack(self, t: Tensor) -> Tensor:
+        self.add(t)
+        # A detached alias (same storage, no grad_fn): the tensor itself would make a reference
+        # cycle through its own node when it is an output; autograd restores grad_fn on unpack.
+        return t.detach()
+
+    def __enter__(self) -> "SavedTensors":
+        if self._hooks is not None:
+            raise RuntimeError("record_saved(): this recorder is already active; open a new one")
+        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, _unpack)
+        self._hooks.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._hooks.__exit__(*exc)
+        self._hooks = None
+
+    def unique_bytes(self, exclude: Iterable[Tensor] = (), only: Optional[Iterable[Tensor]] = None) -> int:
+        """Bytes of the distinct storages recorded, each once.
+
+        Args:
+            exclude: tensors whose storages are not counted (e.g. parameters).
+            only: if given, count only the storages of these tensors (e.g. the model inputs).
+        """
+        skip = self._indices(exclude)
+        keep = None if only is None else self._indices(only)
+        return sum(
+            n for i, n in enumerate(self.storage_bytes) if i not in skip and (keep is None or i in keep)
+        )
+
+    def _indices(self, tensors: Iterable[Tensor]) -> set:
+        out = set()
+        for t in tensors:
+            entry = self._storages.get(_storage_key(t))
+            if entry is not None and entry[1]() is not None:
+                out.add(entry[0])
+        return out
+
+    def __repr__(self) -> str:
+        return f"SavedTensors({len(self)} saved tensors, unique {_fmt_bytes(self.unique_bytes())})"
+
+
+def _unpack(t: Tensor) -> Tensor:
+    return t
+
+
+def record_saved(keep_tensors: bool = True) -> SavedTensors:
+    """Record every tensor saved for backward inside the block (``saved_tensors_hooks``).
+
+    Examples::
+
+        >>> with record_saved() as saved:
+        ...     out = torch.relu(x)
+        >>> [(s.shape, s.dtype) for s in saved], saved.unique_bytes()
+    """
+    return SavedTensors(keep_tensors)
+
+
+def ctx_tensors(root) -> List[Tuple[object, str, Tensor]]:
+    """``(node, attribute, tensor)`` for every tensor held as a plain attribute of a backward
+    node in the graph of ``root`` (a tensor, or a ``grad_fn`` node): a custom Function's ``ctx``
+    attributes, with the values of lists, tuples and dicts.
+
+    ``save_for_backward`` goes through the saved-tensor hooks; a tensor stored as ``ctx.foo``
+    does not, so it is found here by walking the graph.
+    """
+    found, seen = [], set()
+    stack = [root.grad_fn if isinstance(root, Tensor) else root]
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        for name, value in getattr(node, "__dict__", {}).items():
+            values = list(value.values()) if isinstance(value, dict) else value
+            values = values if isinstance(values, (list, tuple)) else (values,)
+            found.extend((node, name, v) for v in values if isinstance(v, Tensor))
+        stack.extend(fn for fn, _ in node.next_functions)
+    return found
+
+
 def _fmt_bytes(n: int) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
@@ -106,8 +284,7 @@ class Ledger:
         self._roots = roots
         self._names: Dict[int, str] = {}
         self._params: Dict[tuple, str] = {}  # storage key -> parameter name
-        self._storages: Dict[tuple, Tuple[int, weakref.ref]] = {}  # key -> (index, live tensor)
-        self._storage_bytes: List[int] = []
+        self._saved = SavedTensors(keep_tensors=False)  # the counter: storage indices and bytes
         self._stack: list = []  # frames: [name, module, {key: role}, [record indices]]
         self._handles: list = []
         self._hooks = None
@@ -170,23 +347,8 @@ class Ledger:
         role = "intermediate"
         if frame is not None and key is not None:
             role = frame[2].get(key, "intermediate")
-        # Keep a detached alias (same storage, no grad_fn): the tensor itself would make a
-        # reference cycle through its own node when it is an output, and leak the graph.
-        # unpack gives it back and autograd restores its grad_fn.
         is_param = isinstance(t, nn.Parameter) or isinstance(t._base, nn.Parameter)
-        t = t.detach()
-        # A storage is shared only with saved tensors that are still alive: after a graph is
-        # freed its addresses can be reused by unrelated tensors.
-        entry = self._storages.get(key) if key is not None else None
-        if entry is not None and entry[1]() is None:
-            entry = None
-        if entry is None:
-            index = len(self._storage_bytes)
-            self._storage_bytes.append(_storage_bytes(t))
-            if key is not None:
-                self._storages[key] = (index, weakref.ref(t))
-        else:
-            index = entry[0]
+        index = self._saved.add(t).storage
         param = self._params.get(key) if key is not None else None
         if param is None and is_param:
             param = "parameter"
@@ -204,16 +366,14 @@ class Ledger:
         self._key_of.append(key)
         if frame is not None:
             frame[3].append(len(self.records) - 1)
-        return t
-
-    @staticmethod
-    def _unpack(t: Tensor) -> Tensor:
-        return t
+        # A detached alias (same storage, no grad_fn): the tensor itself would make a reference
+        # cycle through its own node when it is an output; autograd restores grad_fn on unpack.
+        return t.detach()
 
     def __enter__(self) -> "Ledger":
         if self._active:
             raise RuntimeError("ledger(): this ledger is already active; open a new one")
-        self.records, self._key_of, self._storages, self._storage_bytes = [], [], {}, []
+        self.records, self._key_of, self._saved = [], [], SavedTensors(keep_tensors=False)
         self._names, self._params, self._stack = {}, {}, []
         for root in self._roots:
             for name, m in root.named_modules(remove_duplicate=False):
@@ -224,7 +384,7 @@ class Ledger:
             _module.register_module_forward_pre_hook(self._pre_hook),
             _module.register_module_forward_hook(self._post_hook, always_call=True),
         ]
-        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack)
+        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, _unpack)
         self._hooks.__enter__()
         self._active = True
         return self
@@ -234,7 +394,6 @@ class Ledger:
         for h in self._handles:
             h.remove()
         self._handles, self._hooks, self._stack, self._active = [], None, [], False
-        self._storages = {}  # drop the weak references; the records stay
         self._finish()
 
     def _finish(self) -> None:
@@ -258,13 +417,13 @@ class Ledger:
 
         Storages count at their full size: a saved slice keeps its whole base tensor alive.
         """
-        return sum(self._storage_bytes)
+        return self._saved.unique_bytes()
 
     @property
     def activation_bytes(self) -> int:
         """:attr:`unique_bytes` less the parameters' storages (which exist with or without a graph)."""
         params = {r.storage for r in self.records if r.parameter is not None}
-        return sum(b for i, b in enumerate(self._storage_bytes) if i not in params)
+        return sum(b for i, b in enumerate(self._saved.storage_bytes) if i not in params)
 
     def by_module(self) -> Dict[Optional[str], List[SavedRecord]]:
         """The records grouped by module name, in the order the modules first saved."""
@@ -314,7 +473,7 @@ class Ledger:
         out += [line(row) for row in rows]
         out.append(
             f"{len(self.records)} saved tensors, {_fmt_bytes(self.total_bytes)}; "
-            f"{len(self._storage_bytes)} distinct storages, {_fmt_bytes(self.unique_bytes)} "
+            f"{len(self._saved.storage_bytes)} distinct storages, {_fmt_bytes(self.unique_bytes)} "
             f"(activations {_fmt_bytes(self.activation_bytes)}, "
             f"parameters {_fmt_bytes(self.unique_bytes - self.activation_bytes)})"
         )

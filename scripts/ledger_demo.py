@@ -20,14 +20,6 @@ from torch import nn
 import manual_autograd as ma
 
 REPO = Path(__file__).resolve().parent.parent
-ACTS = {
-    "relu": (ma.nn.ReLU, nn.ReLU),
-    "leaky_relu": (ma.nn.LeakyReLU, nn.LeakyReLU),
-    "gelu": (ma.nn.GELU, nn.GELU),
-    "silu": (ma.nn.SiLU, nn.SiLU),
-}
-
-
 def read_config(path: Path) -> dict:
     if not path.exists():
         return {}
@@ -35,17 +27,6 @@ def read_config(path: Path) -> dict:
 
     with open(path) as f:
         return yaml.safe_load(f) or {}
-
-
-def build(sizes, activation: str, manual: bool) -> nn.Sequential:
-    lin = ma.nn.Linear if manual else nn.Linear
-    act = ACTS[activation][0 if manual else 1]
-    layers: list[nn.Module] = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(lin(n_in, n_out))
-        if i < len(sizes) - 2:
-            layers.append(act())
-    return nn.Sequential(*layers)
 
 
 def mnist_batch(n: int):
@@ -63,7 +44,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", type=Path, default=REPO / "configs" / "mnist.yaml")
     p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--activation", choices=sorted(ACTS), default=None, help="override the config's")
+    p.add_argument("--activation", choices=sorted(ma.nn.ACTIVATIONS), default=None, help="override the config's")
     args = p.parse_args()
 
     cfg = read_config(args.config)
@@ -80,7 +61,7 @@ def main() -> None:
     totals = {}
     for manual in (True, False):
         torch.manual_seed(0)
-        model = build(sizes, activation, manual)
+        model = ma.nn.build_mlp(sizes, activation, "manual" if manual else "torch")
         loss_fn = ma.nn.CrossEntropyLoss() if manual else nn.CrossEntropyLoss()
         with ma.ledger(model, loss_fn) as led:
             loss = loss_fn(model(x), y)

@@ -1,16 +1,17 @@
-"""Shared test helpers: input builders, counted gradchecks, a saved-tensor recorder, comparisons."""
+"""Shared test helpers: input builders, counted gradchecks, comparisons; the saved-tensor recorder
+is the library's (:func:`manual_autograd.ledger.record_saved`)."""
 
 from __future__ import annotations
 
-import contextlib
 import math
 import subprocess
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import torch
+
+from manual_autograd.ledger import ctx_tensors, record_saved  # noqa: F401  (record_saved: for the tests)
 
 # Counts of the gradcheck / gradgradcheck calls that ran (printed by conftest's terminal summary).
 COUNTS = {"gradcheck": 0, "gradgradcheck": 0}
@@ -77,40 +78,6 @@ def leaf(t, kind="contiguous", requires_grad=True):
     return out.requires_grad_(requires_grad)
 
 
-@dataclass
-class Saved:
-    """One tensor that autograd packed for backward."""
-
-    shape: tuple
-    dtype: torch.dtype
-    nbytes: int  # numel * element_size: the bytes this saved tensor's values take
-    storage_nbytes: int  # bytes of the storage it lives in (catches a small view of a big buffer)
-    data_ptr: int
-    tensor: torch.Tensor = field(repr=False)
-
-
-@contextlib.contextmanager
-def record_saved():
-    """Record every tensor saved for backward inside the block (``saved_tensors_hooks``)."""
-    saved: list[Saved] = []
-
-    def pack(t):
-        saved.append(
-            Saved(
-                tuple(t.shape),
-                t.dtype,
-                t.numel() * t.element_size(),
-                t.untyped_storage().nbytes(),
-                t.data_ptr(),
-                t,
-            )
-        )
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        yield saved
-
-
 def function_nodes(grad_fn):
     """The backward nodes of custom ``autograd.Function`` s (their ctx) reachable from ``grad_fn``."""
     seen, stack, found = set(), [grad_fn], []
@@ -127,16 +94,8 @@ def function_nodes(grad_fn):
 
 def ctx_tensor_attrs(grad_fn):
     """Attributes of the Function ctx nodes under ``grad_fn`` that hold tensors hidden from autograd."""
-    nodes = function_nodes(grad_fn)
-    assert nodes, "no custom Function in the graph"
-    bad = []
-    for node in nodes:
-        for name, value in vars(node).items():
-            values = list(value.values()) if isinstance(value, dict) else value
-            values = values if isinstance(values, (list, tuple)) else [values]
-            if any(isinstance(v, torch.Tensor) for v in values):
-                bad.append(f"{type(node).__name__}.{name}")
-    return bad
+    assert function_nodes(grad_fn), "no custom Function in the graph"
+    return [f"{type(node).__name__}.{name}" for node, name, _ in ctx_tensors(grad_fn)]
 
 
 def assert_close(a, b, **tol):

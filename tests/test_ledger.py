@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import manual_autograd as ma
-from manual_autograd.ledger import Ledger, SavedRecord
+from manual_autograd.ledger import Ledger, SavedRecord, ctx_tensors, record_saved
 
 
 def mlp(impl, sizes=(784, 128, 10), act=None):
@@ -171,3 +171,69 @@ def test_table_and_data():
 def test_bad_root():
     with pytest.raises(TypeError, match="argument 0 must be an nn.Module, not Tensor"):
         ma.ledger(torch.zeros(1))
+
+
+# --------------------------------------------------------------------------------------------
+# record_saved: the counter under the ledger, used by benchmarks and tests
+
+
+class _Stash(torch.autograd.Function):
+    """Keeps a tensor in a dict on ``ctx``, outside save_for_backward: only a graph walk finds it."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.stash = {"kept": x * 3}
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        return grad_out
+
+
+def test_record_saved_counts_each_storage_once_at_full_size():
+    y = torch.randn(4, 3, requires_grad=True) * 2
+    with record_saved() as saved:
+        out = _Stash.apply(y[:2] * y[2:])  # mul saves both operands: two views of y's storage
+    assert [s.shape for s in saved] == [(2, 3), (2, 3)] and saved[0].storage == saved[1].storage
+    assert [s.nbytes for s in saved] == [24, 24] and saved[0].storage_nbytes == 48
+    assert saved.unique_bytes() == 48
+    assert {s.data_ptr for s in saved} == {y[:2].data_ptr(), y[2:].data_ptr()}
+    torch.testing.assert_close(saved[0].tensor + saved[1].tensor, y.detach()[2:] + y.detach()[:2])
+    assert [name for _, name, _ in ctx_tensors(out)] == ["stash"]
+    saved.add_ctx_tensors(out)
+    assert len(saved) == 3 and saved.unique_bytes() == 48 + 24
+
+
+def test_record_saved_exclude_and_only():
+    lin = nn.Linear(3, 5)
+    x = torch.randn(4, 3, requires_grad=True)
+    with record_saved(keep_tensors=False) as saved:
+        torch.relu(lin(x))
+    params = list(lin.parameters())
+    assert all(s.tensor is None for s in saved)
+    # Linear keeps x and the weight (x needs a gradient), ReLU its output
+    assert saved.unique_bytes() == (4 * 3 + 5 * 3 + 4 * 5) * 4
+    assert saved.unique_bytes(exclude=params) == (4 * 3 + 4 * 5) * 4
+    assert saved.unique_bytes(exclude=params, only=[x]) == 4 * 3 * 4
+    assert saved.unique_bytes(exclude=[*params, x]) == 4 * 5 * 4
+
+
+def test_a_freed_storage_whose_address_returns_counts_anew():
+    x = torch.randn(256, 256, requires_grad=True)
+    with record_saved(keep_tensors=False) as saved:
+        for _ in range(3):  # each graph is freed before the next: its address may be reused
+            torch.sigmoid(x * 1.0).sum().backward()
+    assert len(saved) == 3 and len(saved.storage_bytes) == 3
+    assert saved.unique_bytes() == 3 * 256 * 256 * 4
+
+
+def test_ledger_totals_are_the_counters():
+    model = mlp("manual", (8, 6, 3))
+    x = torch.randn(5, 8)
+    with ma.ledger(model) as led:
+        a = model(x)
+    with record_saved() as saved:
+        b = model(x)
+    assert led.unique_bytes == saved.unique_bytes() and len(led) == len(saved)
+    assert led.activation_bytes == saved.unique_bytes(exclude=list(model.parameters()))
+    (a + b).sum().backward()
