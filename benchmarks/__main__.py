@@ -7,6 +7,11 @@ Examples::
     python -m benchmarks --device cuda        # CUDA, adds peak memory of a step: results/cuda.*
     python -m benchmarks --no-extra           # built-in cases only (not benchmarks/fused.py's)
     python -m benchmarks --quick --out /tmp/b # a smoke run: few short rounds, somewhere else
+    python -m benchmarks --from-json benchmarks/results/cpu.json  # redraw .md and .png, measure nothing
+
+Each run writes ``<device>.json`` (every figure), ``<device>.md`` (its tables) and ``<device>.png``
+(the ratios, :mod:`benchmarks.chart`); a CPU run into ``benchmarks/results/`` then regenerates
+the README's headline table (:mod:`benchmarks.headline`).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
+import json
 import os
 import sys
 import time
@@ -23,6 +29,8 @@ import torch
 
 
 from . import cases as builtin
+from . import headline
+from .chart import draw_ratios
 from .common import env_info, measure_case, ratio_cell, report_header, target_mark, timer_fn, write_report
 
 # Modules of this package that may add cases through ``cases(device, quick)``; see common.py.
@@ -46,6 +54,13 @@ def _parse(argv):
     )
     p.add_argument("--only", default=None, help="run only cases whose name contains this text")
     p.add_argument("--no-extra", action="store_true", help="built-in cases only, not those of EXTRA_MODULES")
+    p.add_argument(
+        "--from-json",
+        type=Path,
+        default=None,
+        metavar="REPORT",
+        help="measure nothing: rewrite REPORT's .md and .png beside it from the JSON",
+    )
     return p.parse_args(argv)
 
 
@@ -139,8 +154,27 @@ def to_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_outputs(report: dict, out: Path, stem: str) -> None:
+    """``out/stem.{json,md,png}``, then the README's headline when ``out`` is the committed results."""
+    write_report(report, out, stem, to_markdown)
+    _redraw(report, out, stem)
+
+
+def _redraw(report: dict, out: Path, stem: str) -> None:
+    """The chart beside the report and, for the committed CPU report, the README's headline."""
+    print(f"wrote {draw_ratios(report, out / f'{stem}.png')}")
+    if stem == "cpu" and out.resolve() == RESULTS:
+        headline.main([])
+
+
 def main(argv=None) -> dict:
     args = _parse(argv)
+    if args.from_json is not None:
+        report = json.loads(args.from_json.read_text())
+        out, stem = args.from_json.parent, args.from_json.stem
+        (out / f"{stem}.md").write_text(to_markdown(report))
+        _redraw(report, out, stem)
+        return report
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device is available")
@@ -173,7 +207,7 @@ def main(argv=None) -> dict:
         "relu_cache": relu_cache,
         "wall_s": time.perf_counter() - start,
     }
-    write_report(report, args.out, device.type + ("-cputime" if args.cpu_time else ""), to_markdown)
+    write_outputs(report, args.out, device.type + ("-cputime" if args.cpu_time else ""))
     return report
 
 

@@ -2,6 +2,8 @@
 
     python -m benchmarks.health_overhead [--rounds 9] [--threads 1] [--batches N] [--config configs/mnist.yaml]
 
+Writes ``benchmarks/results/health_overhead_cpu.{json,md}`` (``--out`` for elsewhere).
+
 Each round trains one epoch with the callback and one without, in alternating order, on the same
 preloaded batches, from the same initial weights; an epoch is timed from Lightning's
 ``on_train_epoch_start`` to ``on_train_epoch_end`` (validation off), both in wall-clock seconds
@@ -37,6 +39,7 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _config(path: Path) -> dict:
@@ -158,6 +161,36 @@ def epoch_overhead(epoch, args, n_loader, batch_size, model_kw) -> dict:
     return res
 
 
+def to_markdown(report: dict) -> str:
+    """The report's tables: epoch and step times with and without the callback, and the hooks' cost."""
+    from .common import report_header
+
+    lines = report_header(report, f"{report['rounds']} interleaved with/without rounds, CPU time and wall time") + [
+        f"`GradientHealth` on the MLP `{report['model'].get('hidden_sizes')}` of `{report['config']}`, "
+        f"batch {report['batch_size']}; ratios are the medians of per-round ratios (target: overhead ≤ 5 %).",
+        "",
+        "| measured | with | without | ratio | overhead |",
+        "|---|---:|---:|---:|---:|",
+    ]
+
+    def row(what, with_, without, ratio, unit):
+        return f"| {what} | {with_:.3f} {unit} | {without:.3f} {unit} | {ratio:.4f} | **{100 * (ratio - 1):+.2f} %** |"
+
+    if "median_cpu_ratio" in report:
+        lines.append(row(f"epoch of {report['batches_per_epoch']} batches, CPU time", report["median_cpu_with_s"],
+                         report["median_cpu_without_s"], report["median_cpu_ratio"], "s"))
+        lines.append(row("same epochs, wall time", report["median_wall_with_s"], report["median_wall_without_s"],
+                         report["median_wall_ratio"], "s"))
+    if "median_step_ratio" in report:
+        lines.append(row("training step (hooks, window statistics, gradient norms), CPU time",
+                         report["median_step_with_ms"], report["median_step_without_ms"],
+                         report["median_step_ratio"], "ms"))
+        lines += ["", f"The hooks alone: {report['median_hook_cost_us']:.1f} µs per batch, "
+                  f"{report['hook_cost_pct_of_step']:.2f} % of a step."]
+    lines += ["", f"Whole run: {report['wall_s']:.0f} s."]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(prog="python -m benchmarks.health_overhead", description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=9, help="with/without pairs (default: 9)")
@@ -165,7 +198,9 @@ def main(argv=None) -> dict:
     p.add_argument("--batches", type=int, default=None, help="limit each epoch to N batches (default: a full epoch)")
     p.add_argument("--config", type=Path, default=REPO / "configs" / "mnist.yaml")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--out", type=Path, default=RESULTS, help=f"output folder (default: {RESULTS})")
     args = p.parse_args(argv)
+    start = time.perf_counter()
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -209,11 +244,23 @@ def main(argv=None) -> dict:
             trainer.fit(model, train_dataloaders=loader)
         return timer.wall, timer.cpu
 
-    res = {"model": model_kw, "batch_size": batch_size, "rounds": args.rounds, "threads": torch.get_num_threads()}
+    from .common import env_info, write_report
+
+    res = {
+        "command": "python -m benchmarks.health_overhead " + " ".join(sys.argv[1:] if argv is None else argv),
+        "config": str(args.config.relative_to(REPO) if args.config.is_relative_to(REPO) else args.config),
+        "model": model_kw,
+        "batch_size": batch_size,
+        "rounds": args.rounds,
+        "threads": torch.get_num_threads(),
+        "env": env_info(torch.device("cpu")),
+    }
     if args.mode in ("step", "both"):
         res.update(step_overhead(model_kw, init, loader, args.rounds))
     if args.mode in ("epoch", "both"):
         res.update(epoch_overhead(epoch, args, len(loader), batch_size, model_kw))
+    res["wall_s"] = time.perf_counter() - start
+    write_report(res, args.out, "health_overhead_cpu", to_markdown)
     return res
 
 

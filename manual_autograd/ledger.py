@@ -27,7 +27,8 @@ Examples::
 saved inside a block and the unique bytes of their storages (what ``benchmarks`` and the tests
 count with)::
 
-    >>> with manual_autograd.ledger.record_saved() as saved:
+    >>> from manual_autograd.ledger import record_saved
+    >>> with record_saved() as saved:
     ...     loss = model(x).square().mean()
     >>> saved.add_ctx_tensors(loss)      # tensors a custom Function keeps as ``ctx`` attributes
     >>> saved.unique_bytes(exclude=list(model.parameters()))
