@@ -91,15 +91,6 @@ def _storage_bytes(t: Tensor) -> int:
         return t.numel() * t.element_size()
 
 
-def _storage_ref(t: Tensor):
-    # torch keeps one Python object per live storage, so a weak reference to it tells whether
-    # the storage (not just this tensor) is still alive.
-    try:
-        return weakref.ref(t.untyped_storage())
-    except (RuntimeError, NotImplementedError, TypeError):
-        return weakref.ref(t)
-
-
 @dataclass
 class SavedTensor:
     """One tensor packed for backward, as :class:`SavedTensors` records it.
@@ -142,26 +133,33 @@ class SavedTensors(list):
         super().__init__()
         self.keep_tensors = keep_tensors
         self.storage_bytes: List[int] = []  # by storage index
-        self._storages: Dict[tuple, Tuple[int, weakref.ref]] = {}
+        self._storages: Dict[tuple, Tuple[int, list]] = {}  # key -> (index, weak references)
         self._hooks = None
+
+    def _alive(self, entry) -> bool:
+        return any(ref() is not None for ref in entry[1])
 
     def storage_of(self, t: Tensor) -> int:
         """The index of ``t``'s storage, a new one if no live storage recorded here is ``t``'s."""
         key = _storage_key(t)
         entry = self._storages.get(key) if key is not None else None
-        if entry is not None and entry[1]() is None:  # freed: the address now belongs to another
+        if entry is not None and not self._alive(entry):  # freed: the address now belongs to another
             entry = None
-        if entry is not None:
-            return entry[0]
-        index = len(self.storage_bytes)
-        self.storage_bytes.append(_storage_bytes(t))
+        if entry is None:
+            entry = (len(self.storage_bytes), [])
+            self.storage_bytes.append(_storage_bytes(t))
+            if key is not None:
+                self._storages[key] = entry
         if key is not None:
-            self._storages[key] = (index, _storage_ref(t))
-        return index
+            # The storage's Python object lives as long as the storage; a saved alias, as long as
+            # the graph that holds it: any of them alive means the address is still this storage's.
+            if not entry[1]:
+                entry[1].append(weakref.ref(t.untyped_storage()))
+            entry[1].append(weakref.ref(t))
+        return entry[0]
 
-    def add(self, t: Tensor) -> SavedTensor:
-        """Count ``t`` as saved (the pack hook calls this; call it for tensors kept outside the hooks)."""
-        alias = t.detach()
+    def _add(self, t: Tensor):
+        alias = t.detach()  # same storage, no grad_fn
         saved = SavedTensor(
             tuple(t.shape),
             t.dtype,
@@ -172,7 +170,11 @@ class SavedTensors(list):
             alias if self.keep_tensors else None,
         )
         self.append(saved)
-        return saved
+        return saved, alias
+
+    def add(self, t: Tensor) -> SavedTensor:
+        """Count ``t`` as saved (the pack hook calls this; call it for tensors kept outside the hooks)."""
+        return self._add(t)[0]
 
     def add_ctx_tensors(self, root) -> None:
         """Count the tensors held as plain ``ctx`` attributes in ``root``'s graph (:func:`ctx_tensors`)."""
@@ -180,10 +182,9 @@ class SavedTensors(list):
             self.add(t)
 
     def _pack(self, t: Tensor) -> Tensor:
-        self.add(t)
-        # A detached alias (same storage, no grad_fn): the tensor itself would make a reference
-        # cycle through its own node when it is an output; autograd restores grad_fn on unpack.
-        return t.detach()
+        # The graph keeps the detached alias: the tensor itself would make a reference cycle
+        # through its own node when it is an output; autograd restores grad_fn on unpack.
+        return self._add(t)[1]
 
     def __enter__(self) -> "SavedTensors":
         if self._hooks is not None:
@@ -213,7 +214,7 @@ class SavedTensors(list):
         out = set()
         for t in tensors:
             entry = self._storages.get(_storage_key(t))
-            if entry is not None and entry[1]() is not None:
+            if entry is not None and self._alive(entry):
                 out.add(entry[0])
         return out
 
@@ -349,7 +350,7 @@ class Ledger:
         if frame is not None and key is not None:
             role = frame[2].get(key, "intermediate")
         is_param = isinstance(t, nn.Parameter) or isinstance(t._base, nn.Parameter)
-        index = self._saved.add(t).storage
+        saved, alias = self._saved._add(t)
         param = self._params.get(key) if key is not None else None
         if param is None and is_param:
             param = "parameter"
@@ -360,16 +361,14 @@ class Ledger:
                 shape=tuple(t.shape),
                 dtype=str(t.dtype).removeprefix("torch."),
                 bytes=t.numel() * t.element_size(),
-                storage=index,
+                storage=saved.storage,
                 parameter=param,
             )
         )
         self._key_of.append(key)
         if frame is not None:
             frame[3].append(len(self.records) - 1)
-        # A detached alias (same storage, no grad_fn): the tensor itself would make a reference
-        # cycle through its own node when it is an output; autograd restores grad_fn on unpack.
-        return t.detach()
+        return alias  # as SavedTensors._pack: no reference cycle through an output's own node
 
     def __enter__(self) -> "Ledger":
         if self._active:
