@@ -10,8 +10,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import manual_autograd as ma
 from manual_autograd import functional as MF
-from manual_autograd import fused
-from manual_autograd.fused import LinearCrossEntropyFunction
+from manual_autograd.ops import linear_cross_entropy as lce_op
+from manual_autograd import LinearCrossEntropyFunction
 
 
 def make(N=13, D=6, C=29, dtype=torch.float64, bias=True, class_weight=False, ignored=True):
@@ -61,7 +61,7 @@ def test_parity_with_unfused(reduction, eps, class_weight, bias):
 @pytest.mark.parametrize("bias", [False, True])
 def test_row_tiles(monkeypatch, bias):
     # large inputs are tiled by rows too; force small tiles to check the tiled loops
-    monkeypatch.setattr(fused, "_tile_rows", lambda rows, d, chunk: 3)
+    monkeypatch.setattr(lce_op, "_tile_rows", lambda rows, d, chunk: 3)
     x, w, b, cw, t = make(N=13, C=20, bias=bias, class_weight=True)
     kw = dict(weight=cw, label_smoothing=0.1)
     params = [p for p in (x, w, b) if p is not None]
