@@ -280,3 +280,18 @@ def test_imports_and_works_on_a_torch_without_the_twin():
     )
     out = run_python(code)
     assert out.split(None, 1) == ["_WeightedLoss", "['linear.bias', 'linear.weight']\n"]
+
+
+@pytest.mark.parametrize("chunk", [None, 64])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_uint8_target_class_156_is_not_ignored(reduction, chunk):
+    # a uint8 target compared with ignore_index=-100 as uint8 wraps it to 156: class 156 was dropped
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 16, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(200, 16, generator=g, dtype=torch.float64, requires_grad=True)
+    target = torch.tensor([3] * 32 + [156] * 32, dtype=torch.uint8)
+    ours = MF.linear_cross_entropy(x, w, target, reduction=reduction, chunk_size=chunk)
+    ref = torch.nn.functional.cross_entropy(x @ w.T, target.long(), reduction=reduction)
+    torch.testing.assert_close(ours, ref)
+    g_out = torch.randn_like(ref)
+    torch.testing.assert_close(torch.autograd.grad(ours, (x, w), g_out), torch.autograd.grad(ref, (x, w), g_out))

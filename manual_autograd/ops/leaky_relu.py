@@ -67,7 +67,7 @@ class LeakyReLUFunction(Function):
 
 def leaky_relu_derivative(x, negative_slope):
     """``d out / dx`` from ``x`` (or, for ``negative_slope >= 0``, from ``out``): the reference."""
-    return torch.where(x > 0, 1.0, negative_slope).to(x.dtype)
+    return torch.where(x > 0, x.new_ones(()), x.new_full((), negative_slope))  # in x's dtype, not the default
 
 
 def leaky_relu_derivative_fast(out, negative_slope):

@@ -67,7 +67,7 @@ class LinearCrossEntropyFunction(Function):
             lse.append(lse_r)
             z_t.append(z_t_r)
             z_sum.append(z_sum_r)
-        lse, z_t, z_sum = torch.cat(lse), torch.cat(z_t), torch.cat(z_sum)
+        lse, z_t, z_sum = _nan_at_inf(torch.cat(lse)), torch.cat(z_t), torch.cat(z_sum)
         nll = lse - z_t
         loss = w_t * nll if eps == 0 else (1.0 - eps) * w_t * nll
         if eps > 0:  # smoothing term: (eps/C) Σ_c w_c (lse − z_c), zero on ignored rows
@@ -178,6 +178,12 @@ def _view(buf, rows, width):
     return buf[: rows * width].view(rows, width)
 
 
+def _nan_at_inf(lse):
+    """NaN where a row's logsumexp is +inf: torch's log_softmax gives a row holding a +inf logit
+    NaN throughout (``inf − inf`` in its max shift), and so the loss and its gradient. ``N`` values."""
+    return torch.where(lse == math.inf, math.nan, lse)
+
+
 def _target_logit(blk, t, c0):
     """For each row, its target's logit if the target lies in this block's classes, else 0."""
     width = blk.shape[1]
@@ -194,7 +200,7 @@ def _lce_backward_graph(
     eps, chunk = ctx.label_smoothing, ctx.chunk
     bounds = [(c0, min(c0 + chunk, C)) for c0 in range(0, C, chunk)]
     # the saved logsumexp carries no graph: recompute it with differentiable ops
-    lse = torch.stack([_block(x, weight, bias, c0, c1).logsumexp(1) for c0, c1 in bounds]).logsumexp(0)
+    lse = _nan_at_inf(torch.stack([_block(x, weight, bias, c0, c1).logsumexp(1) for c0, c1 in bounds]).logsumexp(0))
     grad_x = torch.zeros_like(x) if need_x else None
     grad_w, grad_b, grad_cw_smooth = [], [], []
     z_t = torch.zeros_like(lse)
