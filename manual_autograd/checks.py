@@ -21,6 +21,7 @@ __all__ = [
     "inplace_input",
     "grad_view",
     "number",
+    "weight_shape",
     "linear_ok",
     "linear_error",
     "leaky_relu",
@@ -103,6 +104,17 @@ def grad_view(x: Tensor) -> bool:
     return x.requires_grad and torch.is_grad_enabled() and x._base is not None
 
 
+def weight_shape(fn: str, input: Tensor, weight: Tensor) -> None:
+    """A Linear's ``weight``: ``(out_features, in_features)``, ``in_features`` the input's last dim."""
+    if weight.dim() != 2:
+        raise RuntimeError(f"{fn}(): expected 'weight' of shape (out_features, in_features), got shape {shape(weight)}")
+    if input.shape[-1] != weight.shape[1]:
+        raise RuntimeError(
+            f"{fn}(): expected 'input' with last dimension in_features={weight.shape[1]} "
+            f"(weight has shape {shape(weight)}), got input of shape {shape(input)}"
+        )
+
+
 def _bad_bias(bias, weight) -> bool:
     return (
         not isinstance(bias, Tensor)
@@ -118,15 +130,7 @@ def linear_error(input, weight, bias) -> None:
     tensor("linear", "weight", weight, 2)
     if input.dim() == 0:
         raise RuntimeError("linear(): expected 'input' of shape (*, in_features) with at least 1 dim, got a 0-dim tensor")
-    if weight.dim() != 2:
-        raise RuntimeError(
-            f"linear(): expected 'weight' of shape (out_features, in_features), got shape {shape(weight)}"
-        )
-    if input.shape[-1] != weight.shape[1]:
-        raise RuntimeError(
-            f"linear(): expected 'input' with last dimension in_features={weight.shape[1]} "
-            f"(weight has shape {shape(weight)}), got input of shape {shape(input)}"
-        )
+    weight_shape("linear", input, weight)
     if input.dtype != weight.dtype:
         raise RuntimeError(f"linear(): expected 'input' and 'weight' of the same dtype, got {input.dtype} and {weight.dtype}")
     if input.device != weight.device:
@@ -279,13 +283,7 @@ def activation_linear(input, weight, bias, activation, negative_slope, approxima
     if input.dim() == 0:
         raise RuntimeError(f"{fn}(): expected 'input' of shape (*, in_features) with at least 1 dim, got a 0-dim tensor")
     floating(fn, input)
-    if weight.dim() != 2:
-        raise RuntimeError(f"{fn}(): expected 'weight' of shape (out_features, in_features), got shape {shape(weight)}")
-    if input.shape[-1] != weight.shape[1]:
-        raise RuntimeError(
-            f"{fn}(): expected 'input' with last dimension in_features={weight.shape[1]} "
-            f"(weight has shape {shape(weight)}), got input of shape {shape(input)}"
-        )
+    weight_shape(fn, input, weight)
     like(fn, "weight", weight, "input", input)
     if bias is not None:
         tensor(fn, "bias", bias, 3)

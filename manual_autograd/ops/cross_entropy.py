@@ -155,7 +155,7 @@ def _ce_index_backward(grad_out, logp, target, ignore_index, reduction):
         grad_out = grad_out.reshape(-1, 1)
     inplace = in_place(grad_out)
     if inplace and _none_ignored(t, ignore_index):  # every row kept: no mask
-        g = grad_out.item() / t.shape[0] if reduction == "mean" else grad_out  # (a tensor multiplies faster)
+        g = grad_out.item() / t.shape[0] if reduction == "mean" else grad_out
     else:
         valid = t != ignore_index
         if reduction == "mean":
