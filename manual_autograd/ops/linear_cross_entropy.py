@@ -41,33 +41,7 @@ class LinearCrossEntropyFunction(Function):
         rows, C = x.shape[0], weight.shape[0]
         eps = label_smoothing
         valid, t, w_t = class_targets(target, ignore_index, class_weight, x.dtype)
-        # in place into one reused buffer, except under torch.func transforms (vmap cannot write in place)
-        fast = not torch._C._are_functorch_transforms_active()
-        tile = _tile_rows(rows, x.shape[1], 2 * chunk)  # a tile of half the input's size stays in cache
-        buf = _buffer(x[:tile], min(chunk, C)) if fast else None
-        lse, z_t, z_sum = [], [], []
-        for r0 in range(0, rows, tile):
-            xs, ts = x[r0 : r0 + tile], t[r0 : r0 + tile]
-            n = xs.shape[0]
-            lse_r = torch.full((n,), -math.inf, dtype=x.dtype, device=x.device)
-            z_t_r = torch.zeros_like(lse_r)
-            z_sum_r = torch.zeros_like(lse_r)
-            for c0 in range(0, C, chunk):
-                c1 = min(c0 + chunk, C)
-                blk = _block(xs, weight, bias, c0, c1, out=_view(buf, n, c1 - c0) if fast else None)
-                z_t_r = z_t_r + _target_logit(blk, ts, c0)[0]
-                if eps > 0:
-                    z_sum_r = z_sum_r + (blk.sum(1) if class_weight is None else blk.matmul(class_weight[c0:c1]))
-                if fast:  # logsumexp of the block, in place (the block is not needed after this)
-                    m = blk.amax(1, keepdim=True).nan_to_num_(neginf=0.0)
-                    part = blk.sub_(m).exp_().sum(1).log_().add_(m.squeeze(1))
-                else:
-                    part = blk.logsumexp(1)
-                lse_r = torch.logaddexp(lse_r, part)
-            lse.append(lse_r)
-            z_t.append(z_t_r)
-            z_sum.append(z_sum_r)
-        lse, z_t, z_sum = _nan_at_inf(torch.cat(lse)), torch.cat(z_t), torch.cat(z_sum)
+        lse, z_t, z_sum = _forward_blocks(x, weight, bias, t, class_weight, eps, chunk)
         nll = lse - z_t
         loss = w_t * nll if eps == 0 else (1.0 - eps) * w_t * nll
         if eps > 0:  # smoothing term: (eps/C) Σ_c w_c (lse − z_c), zero on ignored rows
@@ -104,50 +78,94 @@ class LinearCrossEntropyFunction(Function):
                 need_x, need_w, need_b, need_cw,
             )
 
-        # Fast path. dL/dlogits = P ⊙ r − s ⊗ w − onehot ⊙ e_t, with P the softmax: only P ⊙ r is
-        # built, one (tile of rows × block of classes) at a time in one reused buffer; the two
-        # other terms are added once, in closed form.
-        grad_x = torch.zeros_like(x) if need_x else None
-        grad_w = torch.empty_like(weight) if need_w else None
-        grad_b = torch.empty_like(bias) if need_b else None
-        tile = _tile_rows(rows, x.shape[1], 2 * chunk)  # half the input's size: the peak holds dL/dW too
-        buf = _buffer(x[:tile], min(chunk, C))
-        lse_col, r_col = lse.unsqueeze(1), row_sum.unsqueeze(1)
+        grad_x, grad_w, grad_b = _backward_blocks(
+            x, weight, bias, t, class_weight, lse, onehot, row_sum, smooth, eps, chunk, need_x, need_w, need_b
+        )
+        return grad_x, grad_w, grad_b, None, None, None, None, None, None
+
+
+def _forward_blocks(x, weight, bias, t, class_weight, eps, chunk):
+    """Per row: the logsumexp over all classes, the target's logit and (with smoothing) the
+    class-weighted sum of logits, one tile of rows × block of classes at a time."""
+    rows, C = x.shape[0], weight.shape[0]
+    # in place into one reused buffer, except under torch.func transforms (vmap cannot write in place)
+    fast = not torch._C._are_functorch_transforms_active()
+    tile = _tile_rows(rows, x.shape[1], 2 * chunk)  # a tile of half the input's size stays in cache
+    buf = _buffer(x[:tile], min(chunk, C)) if fast else None
+    lse, z_t, z_sum = [], [], []
+    for r0 in range(0, rows, tile):
+        xs, ts = x[r0 : r0 + tile], t[r0 : r0 + tile]
+        n = xs.shape[0]
+        lse_r = torch.full((n,), -math.inf, dtype=x.dtype, device=x.device)
+        z_t_r = torch.zeros_like(lse_r)
+        z_sum_r = torch.zeros_like(lse_r)
         for c0 in range(0, C, chunk):
             c1 = min(c0 + chunk, C)
-            w_blk = weight[c0:c1]
-            for r0 in range(0, rows, tile):
-                r1 = min(r0 + tile, rows)
-                p = _block(x[r0:r1], weight, bias, c0, c1, out=_view(buf, r1 - r0, c1 - c0))
-                p.sub_(lse_col[r0:r1]).exp_().mul_(r_col[r0:r1])
-                if need_x:
-                    grad_x[r0:r1].addmm_(p, w_blk)
-                if need_w:
-                    if r0 == 0:
-                        torch.mm(p.t(), x[r0:r1], out=grad_w[c0:c1])
-                    else:
-                        grad_w[c0:c1].addmm_(p.t(), x[r0:r1])
-                if need_b:
-                    if r0 == 0:
-                        torch.sum(p, 0, out=grad_b[c0:c1])
-                    else:
-                        grad_b[c0:c1].add_(p.sum(0))
-        buf = p = None  # the closing terms below need no block
+            blk = _block(xs, weight, bias, c0, c1, out=_view(buf, n, c1 - c0) if fast else None)
+            z_t_r = z_t_r + _target_logit(blk, ts, c0)[0]
+            if eps > 0:
+                z_sum_r = z_sum_r + (blk.sum(1) if class_weight is None else blk.matmul(class_weight[c0:c1]))
+            if fast:  # logsumexp of the block, in place (the block is not needed after this)
+                m = blk.amax(1, keepdim=True).nan_to_num_(neginf=0.0)
+                part = blk.sub_(m).exp_().sum(1).log_().add_(m.squeeze(1))
+            else:
+                part = blk.logsumexp(1)
+            lse_r = torch.logaddexp(lse_r, part)
+        lse.append(lse_r)
+        z_t.append(z_t_r)
+        z_sum.append(z_sum_r)
+    return _nan_at_inf(torch.cat(lse)), torch.cat(z_t), torch.cat(z_sum)
+
+
+def _backward_blocks(x, weight, bias, t, class_weight, lse, onehot, row_sum, smooth, eps, chunk, need_x, need_w, need_b):
+    """The in-place backward outside double backward.
+
+    ``dL/dlogits = P ⊙ r − s ⊗ w − onehot ⊙ e_t``, with ``P`` the softmax: only ``P ⊙ r`` is
+    built, one (tile of rows × block of classes) at a time in one reused buffer; the two other
+    terms are added once, in closed form.
+    """
+    rows, C = x.shape[0], weight.shape[0]
+    grad_x = torch.zeros_like(x) if need_x else None
+    grad_w = torch.empty_like(weight) if need_w else None
+    grad_b = torch.empty_like(bias) if need_b else None
+    tile = _tile_rows(rows, x.shape[1], 2 * chunk)  # half the input's size: the peak holds dL/dW too
+    buf = _buffer(x[:tile], min(chunk, C))
+    lse_col, r_col = lse.unsqueeze(1), row_sum.unsqueeze(1)
+    for c0 in range(0, C, chunk):
+        c1 = min(c0 + chunk, C)
+        w_blk = weight[c0:c1]
+        for r0 in range(0, rows, tile):
+            r1 = min(r0 + tile, rows)
+            p = _block(x[r0:r1], weight, bias, c0, c1, out=_view(buf, r1 - r0, c1 - c0))
+            p.sub_(lse_col[r0:r1]).exp_().mul_(r_col[r0:r1])
+            if need_x:
+                grad_x[r0:r1].addmm_(p, w_blk)
+            if need_w:
+                if r0 == 0:
+                    torch.mm(p.t(), x[r0:r1], out=grad_w[c0:c1])
+                else:
+                    grad_w[c0:c1].addmm_(p.t(), x[r0:r1])
+            if need_b:
+                if r0 == 0:
+                    torch.sum(p, 0, out=grad_b[c0:c1])
+                else:
+                    grad_b[c0:c1].add_(p.sum(0))
+    buf = p = None  # the closing terms below need no block
+    if eps > 0:
+        w_row = lse.new_ones(C) if class_weight is None else class_weight
+    if need_x:
+        grad_x.addcmul_(onehot.unsqueeze(1), weight.index_select(0, t), value=-1.0)
         if eps > 0:
-            w_row = lse.new_ones(C) if class_weight is None else class_weight
-        if need_x:
-            grad_x.addcmul_(onehot.unsqueeze(1), weight.index_select(0, t), value=-1.0)
-            if eps > 0:
-                grad_x.addr_(smooth, w_row.matmul(weight), alpha=-1.0)
-        if need_w:
-            grad_w.index_add_(0, t, x * onehot.unsqueeze(1), alpha=-1.0)
-            if eps > 0:
-                grad_w.addr_(w_row, smooth.matmul(x), alpha=-1.0)
-        if need_b:
-            grad_b.index_add_(0, t, onehot, alpha=-1.0)
-            if eps > 0:
-                grad_b.sub_(smooth.sum() * w_row)
-        return grad_x, grad_w, grad_b, None, None, None, None, None, None
+            grad_x.addr_(smooth, w_row.matmul(weight), alpha=-1.0)
+    if need_w:
+        grad_w.index_add_(0, t, x * onehot.unsqueeze(1), alpha=-1.0)
+        if eps > 0:
+            grad_w.addr_(w_row, smooth.matmul(x), alpha=-1.0)
+    if need_b:
+        grad_b.index_add_(0, t, onehot, alpha=-1.0)
+        if eps > 0:
+            grad_b.sub_(smooth.sum() * w_row)
+    return grad_x, grad_w, grad_b
 
 
 def default_chunk_size(num_classes: int) -> int:
