@@ -128,3 +128,17 @@ def test_a_subclass_that_defines_jvp_is_refused():
             @staticmethod
             def jvp(ctx, x_t):
                 return x_t * 2
+
+
+def test_every_public_function_checks_through_checks_module():
+    # functional.py is thin: each public function calls manual_autograd.checks (or a public one that does)
+    import inspect
+
+    import manual_autograd.functional as F
+
+    public = set(F.__all__)
+    for name in F.__all__:
+        src = inspect.getsource(getattr(F, name))
+        calls = {n.func.id for n in ast.walk(ast.parse(src)) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+        assert "checks." in src or calls & (public - {name}), f"{name} runs no check from manual_autograd.checks"
+    assert "def _check" not in inspect.getsource(F)
