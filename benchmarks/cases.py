@@ -135,9 +135,7 @@ class _ReLUMask(torch.autograd.Function):
         mask = x > 0
         ctx.packed, ctx.shape = packed, x.shape
         if packed:  # 8 elements a byte
-            bits = torch.nn.functional.pad(mask.reshape(-1), (0, (-mask.numel()) % 8)).reshape(-1, 8)
-            weights = 2 ** torch.arange(8, dtype=torch.uint8, device=x.device)
-            mask = (bits.to(torch.uint8) * weights).sum(1, dtype=torch.uint8)
+            mask = ma.ops.pack_bits(mask)
         ctx.save_for_backward(mask)
         return x.clamp_min(0)
 
@@ -145,8 +143,7 @@ class _ReLUMask(torch.autograd.Function):
     def backward(ctx, grad_out):
         (mask,) = ctx.saved_tensors
         if ctx.packed:
-            shifts = torch.arange(8, dtype=torch.uint8, device=mask.device)
-            mask = ((mask.unsqueeze(1) >> shifts) & 1).reshape(-1)[: ctx.shape.numel()].reshape(ctx.shape).bool()
+            mask = ma.ops.unpack_bits(mask, ctx.shape)
         return grad_out * mask, None
 
 

@@ -8,7 +8,7 @@ taken inside each round):
 
 1. **apply**: the forward call of a trivial op (``x.view_as(x)``) as a native op, as an old-style
    ``Function`` (``forward(ctx, x)``), as a modern one (``forward`` + ``setup_context``, what
-   ``torch.func`` needs) and through :class:`manual_autograd.function.Function` (modern, with the
+   ``torch.func`` needs) and through :class:`manual_autograd.ops.Function` (modern, with the
    old-style eager twin it builds).
 2. **apply + backward node**: the same ops, forward and ``torch.autograd.grad``: the backward
    node's fixed cost (a Python call from the engine) beside a C++ node.
@@ -46,8 +46,8 @@ from torch.utils.benchmark.utils.timer import timer as timer_fn
 
 import manual_autograd as ma
 import manual_autograd.functional as MF
-from manual_autograd.function import CrossEntropyFunction
-from manual_autograd.function import Function as MAFunction
+from manual_autograd import CrossEntropyFunction
+from manual_autograd.ops import Function as MAFunction
 
 from .cases import mlp
 from .common import env_info, ratio_cell, report_header, time_ratio, write_report

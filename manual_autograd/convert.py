@@ -21,10 +21,7 @@ __all__ = ["convert", "revert"]
 
 TO_LIBRARY = {
     torch.nn.Linear: nn.Linear,
-    torch.nn.ReLU: nn.ReLU,
-    torch.nn.LeakyReLU: nn.LeakyReLU,
-    torch.nn.GELU: nn.GELU,
-    torch.nn.SiLU: nn.SiLU,
+    **dict(nn.ACTIVATIONS.values()),  # the activations: twin -> the library's module
     torch.nn.CrossEntropyLoss: nn.CrossEntropyLoss,
 }
 TO_TORCH = {ours: theirs for theirs, ours in TO_LIBRARY.items()}

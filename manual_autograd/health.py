@@ -30,6 +30,9 @@ from typing import Dict, List, Optional
 import torch
 from torch import Tensor, nn
 
+from .ops.gelu import gelu_derivative
+from .ops.silu import silu_derivative
+
 __all__ = ["HealthMonitor", "ACTIVATIONS"]
 
 # Modules the monitor understands (this library's modules subclass these, so they count too).
@@ -50,12 +53,10 @@ def _margin(m: nn.Module, x: Tensor, y: Optional[Tensor], thr: float) -> Optiona
         return torch.minimum(x - m.min_val, m.max_val - x)
     if isinstance(m, nn.ELU):  # f'(x) = alpha e^x for x <= 0, 1 above
         return x if m.alpha < thr else x - math.log(thr / m.alpha)
-    if isinstance(m, nn.GELU):  # Φ(x) + x φ(x)
-        d = 0.5 * (1.0 + torch.erf(x * (1.0 / math.sqrt(2.0)))) + x * torch.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
-        return d.abs_() - thr
-    if isinstance(m, nn.SiLU):  # σ(x)(1 + x(1 − σ(x)))
-        s = torch.sigmoid(x)
-        return (s * (1.0 + x * (1.0 - s))).abs_() - thr
+    if isinstance(m, nn.GELU):  # the op's own derivative, exact or tanh as the module computes
+        return gelu_derivative(x, m.approximate).abs_() - thr
+    if isinstance(m, nn.SiLU):
+        return silu_derivative(x).abs_() - thr
     if isinstance(m, nn.Sigmoid):  # σ(1 − σ), from the output
         return y * (1.0 - y) - thr
     if isinstance(m, nn.Tanh):  # 1 − tanh², from the output

@@ -314,3 +314,17 @@ def test_cuda_backward_never_waits_on_the_device(reduction):
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert x.grad is not None
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_uint8_target_class_156_is_not_ignored(weighted, label_smoothing):
+    # every path that compares the target with ignore_index does so as int64 (uint8 would wrap -100 to 156)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 200, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.rand(200, generator=g, dtype=torch.float64) + 0.5 if weighted else None
+    target = torch.tensor([3] * 32 + [156] * 32, dtype=torch.uint8)
+    ours = F.cross_entropy(x, target, w, label_smoothing=label_smoothing)
+    ref = TF.cross_entropy(x, target.long(), w, label_smoothing=label_smoothing)
+    torch.testing.assert_close(ours, ref)
+    torch.testing.assert_close(torch.autograd.grad(ours, x), torch.autograd.grad(ref, x))

@@ -49,6 +49,7 @@ def test_eval_and_no_grad_not_counted():
     [
         nn.ReLU(), ma.nn.ReLU(), nn.LeakyReLU(0.001), ma.nn.LeakyReLU(0.1), ma.nn.LeakyReLU(-0.001),
         nn.ELU(), nn.ELU(alpha=0.005), nn.ReLU6(), nn.Hardtanh(-0.5, 0.5), nn.GELU(), ma.nn.GELU(),
+        nn.GELU(approximate="tanh"), ma.nn.GELU(approximate="tanh"),
         ma.nn.SiLU(), nn.Sigmoid(), nn.Tanh(),
     ],
     ids=lambda m: repr(m),
@@ -70,6 +71,18 @@ def test_saturation_matches_autograd_derivative(act):
     outs = torch.cat([act(x).detach() for x in xs])
     assert m["mean"] == pytest.approx(outs.mean().item(), rel=1e-5, abs=1e-6)
     assert m["std"] == pytest.approx(outs.std(correction=0).item(), rel=1e-4, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "act", [nn.GELU(), nn.GELU(approximate="tanh"), ma.nn.GELU(approximate="tanh"), nn.SiLU()], ids=repr
+)
+def test_margin_is_the_modules_own_derivative(act):
+    # the margin + threshold is |f'(x)|, of the variant the module computes (tanh GELU was read as exact)
+    from manual_autograd.health import _margin
+
+    x = torch.linspace(-6, 6, 2001, dtype=torch.float64, requires_grad=True)
+    (d,) = torch.autograd.grad(act(x).sum(), x)
+    torch.testing.assert_close(_margin(act, x.detach(), None, 0.05) + 0.05, d.abs(), rtol=1e-12, atol=1e-12)
 
 
 def test_stats_every_samples_counts_but_tracks_dead_on_every_batch():

@@ -10,8 +10,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import manual_autograd as ma
 from manual_autograd import functional as MF
-from manual_autograd import fused
-from manual_autograd.fused import LinearCrossEntropyFunction
+from manual_autograd.ops import linear_cross_entropy as lce_op
+from manual_autograd import LinearCrossEntropyFunction
 
 
 def make(N=13, D=6, C=29, dtype=torch.float64, bias=True, class_weight=False, ignored=True):
@@ -61,7 +61,7 @@ def test_parity_with_unfused(reduction, eps, class_weight, bias):
 @pytest.mark.parametrize("bias", [False, True])
 def test_row_tiles(monkeypatch, bias):
     # large inputs are tiled by rows too; force small tiles to check the tiled loops
-    monkeypatch.setattr(fused, "_tile_rows", lambda rows, d, chunk: 3)
+    monkeypatch.setattr(lce_op, "_tile_rows", lambda rows, d, chunk: 3)
     x, w, b, cw, t = make(N=13, C=20, bias=bias, class_weight=True)
     kw = dict(weight=cw, label_smoothing=0.1)
     params = [p for p in (x, w, b) if p is not None]
@@ -280,3 +280,18 @@ def test_imports_and_works_on_a_torch_without_the_twin():
     )
     out = run_python(code)
     assert out.split(None, 1) == ["_WeightedLoss", "['linear.bias', 'linear.weight']\n"]
+
+
+@pytest.mark.parametrize("chunk", [None, 64])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_uint8_target_class_156_is_not_ignored(reduction, chunk):
+    # a uint8 target compared with ignore_index=-100 as uint8 wraps it to 156: class 156 was dropped
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 16, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(200, 16, generator=g, dtype=torch.float64, requires_grad=True)
+    target = torch.tensor([3] * 32 + [156] * 32, dtype=torch.uint8)
+    ours = MF.linear_cross_entropy(x, w, target, reduction=reduction, chunk_size=chunk)
+    ref = torch.nn.functional.cross_entropy(x @ w.T, target.long(), reduction=reduction)
+    torch.testing.assert_close(ours, ref)
+    g_out = torch.randn_like(ref)
+    torch.testing.assert_close(torch.autograd.grad(ours, (x, w), g_out), torch.autograd.grad(ref, (x, w), g_out))

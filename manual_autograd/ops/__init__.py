@@ -1,0 +1,34 @@
+"""The op set: one ``torch.autograd.Function`` per file, each forward beside its backward.
+
+Each op file opens with its math (forward, backward, what is saved, bytes per element), then
+the Function (``forward``, ``setup_context``, ``backward``, ``forward_ad``), then its own helpers.
+The shared machinery (the :class:`Function` base, layout helpers, the class-index target
+preparation, bit packing) is in :mod:`manual_autograd.ops.base`. The ops assume well-formed
+inputs: :mod:`manual_autograd.checks` checks arguments before the public functions apply them.
+"""
+
+from .activation_linear import ACTIVATIONS, ActivationLinearFunction
+from .base import Function, pack_bits, unpack_bits
+from .cross_entropy import CrossEntropyFunction
+from .gelu import GELUFunction
+from .leaky_relu import LeakyReLUFunction
+from .linear import LinearFunction
+from .linear_cross_entropy import LinearCrossEntropyFunction, default_chunk_size
+from .relu import ReLUFunction
+from .silu import SiLUFunction
+
+__all__ = [
+    "Function",
+    "LinearFunction",
+    "ReLUFunction",
+    "LeakyReLUFunction",
+    "GELUFunction",
+    "SiLUFunction",
+    "CrossEntropyFunction",
+    "ActivationLinearFunction",
+    "LinearCrossEntropyFunction",
+    "ACTIVATIONS",
+    "default_chunk_size",
+    "pack_bits",
+    "unpack_bits",
+]

@@ -1,0 +1,86 @@
+"""ActivationLinear: ``out = act(z) Wᵀ + b``, one op for an activation and the Linear after it.
+
+* backward: ``dz = (grad_out W) ⊙ act'(z)``, ``dW = grad_outᵀ act(z)`` with ``act(z)``
+  recomputed from ``z`` (one pointwise pass), ``db = Σ grad_out``;
+* saved: ``z`` (and ``W`` when ``z`` needs a gradient), for every activation; the unfused pair
+  keeps ``z`` and ``act(z)`` (for ReLU a sign mask would cover ``act'`` but not ``dW``);
+* bytes per element of ``z``: its element size (the unfused pair: twice that, or 1 + 1/8 with a
+  bit mask).
+
+``act'`` is each activation's own (see :data:`ACTIVATIONS`): outside double backward through
+torch's one-pass backward kernels, with a graph through the activation's reference derivative.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as TF
+
+from .base import Function, cast_like, rows
+from .gelu import gelu_derivative
+from .leaky_relu import leaky_relu_derivative
+from .linear import LinearFunction
+from .relu import relu_grad_fast
+from .silu import silu_derivative
+
+__all__ = ["ActivationLinearFunction", "ACTIVATIONS"]
+
+
+class ActivationLinearFunction(Function):
+    """``out = act(z) Wᵀ + b``; ``param`` is leaky_relu's slope, gelu's approximation, else None."""
+
+    @staticmethod
+    def forward(z, weight, bias, activation, param):
+        return LinearFunction.forward(activation_value(z, activation, param), weight, bias)
+
+    @staticmethod
+    def setup_context(ctx, inputs, out):
+        z, weight, _, activation, param = inputs
+        need_z, need_w, _ = ctx.needs_input_grad[:3]
+        ctx.activation, ctx.param = activation, param
+        ctx.save_for_backward(z if need_z or need_w else None, weight if need_z else None)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        z, weight = ctx.saved_tensors
+        need_z, need_w, need_b = ctx.needs_input_grad[:3]
+        grad_z = grad_w = grad_b = None
+        if need_w:
+            grad_w = rows(grad_out).t().matmul(rows(activation_value(z, ctx.activation, ctx.param)))
+        if need_b:
+            grad_b = rows(grad_out).sum(0)
+        if need_z:
+            grad_z = activation_grad(grad_out.matmul(weight), z, ctx.activation, ctx.param)
+        return grad_z, grad_w, grad_b, None, None
+
+
+#: name -> (value, one-pass backward kernel, reference derivative), each ``f(z, param)`` / ``f(grad, z, param)``.
+ACTIVATIONS = {
+    "relu": (lambda z, _: z.clamp_min(0), lambda g, z, _: relu_grad_fast(z, g), None),
+    "leaky_relu": (
+        lambda z, slope: TF.leaky_relu(z, slope),
+        lambda g, z, slope: torch.ops.aten.leaky_relu_backward(g, z, slope, False),
+        leaky_relu_derivative,
+    ),
+    "gelu": (
+        lambda z, approximate: TF.gelu(z, approximate=approximate),
+        lambda g, z, approximate: torch.ops.aten.gelu_backward(g, z, approximate=approximate),
+        gelu_derivative,
+    ),
+    "silu": (lambda z, _: TF.silu(z), lambda g, z, _: torch.ops.aten.silu_backward(g, z), lambda z, _: silu_derivative(z)),
+}
+
+
+def activation_value(z, activation, param):
+    """``act(z)``, torch's one-pass kernel."""
+    return ACTIVATIONS[activation][0](z, param)
+
+
+def activation_grad(grad, z, activation, param):
+    """``grad · act'(z)``: torch's one-pass backward kernel outside double backward (the fast
+    path), the activation's reference derivative when a graph is recorded (``silu_backward``
+    has no derivative). ReLU's one-pass form is differentiable and serves both."""
+    _, fast, derivative = ACTIVATIONS[activation]
+    if derivative is None or not torch.is_grad_enabled():
+        return fast(grad, z, param)
+    return cast_like(grad * derivative(z, param), grad)
