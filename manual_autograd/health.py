@@ -205,7 +205,10 @@ class HealthMonitor:
                 st.out_sq += sq
             st.out_n += flat.numel()
 
+    # The hooks keep Python counters: under torch.compile they run eagerly (a graph break each),
+    # since traced, every change of a counter would fail a guard and recompile the model.
     def _hook(self, m, st):
+        @torch.compiler.disable
         def hook(mod, args, out):
             if not self._counted(mod) or not args or not isinstance(args[0], Tensor):
                 return
@@ -216,6 +219,7 @@ class HealthMonitor:
         return hook
 
     def _pre_hook(self, m, st):
+        @torch.compiler.disable
         def hook(mod, args):
             if self._counted(mod) and args and isinstance(args[0], Tensor):
                 self._add_in(mod, st, args[0].detach(), None)
@@ -223,6 +227,7 @@ class HealthMonitor:
         return hook
 
     def _out_hook(self, st):
+        @torch.compiler.disable
         def hook(mod, args, out):
             if self._counted(mod):
                 self._add_out(st, out[0] if isinstance(out, tuple) else out)
