@@ -109,6 +109,8 @@ def _make_gradient_health():
             self.warned: set = set()
             self.units: Dict[str, int] = {}  # units per activation layer, for the plot's legend
             self.plot_path: Optional[str] = None
+            # gradient norms taken but not yet read back: (step, layer names, norms on the device)
+            self._pending: List[tuple] = []
 
         # ---- lifecycle ------------------------------------------------------------------
 
@@ -117,7 +119,7 @@ def _make_gradient_health():
                 self.monitor = HealthMonitor(
                     pl_module, threshold=self.threshold, unit_dim=self.unit_dim, stats_every=self.stats_every
                 ).attach()
-                self.history, self.warned, self.plot_path = {}, set(), None
+                self.history, self.warned, self.plot_path, self._pending = {}, set(), None, []
 
         def teardown(self, trainer, pl_module, stage: str) -> None:
             if stage == "fit" and self.monitor is not None:
@@ -128,12 +130,29 @@ def _make_gradient_health():
             if self.monitor is not None and self.monitor.batches >= self.window:
                 self._log_window(trainer)
 
+        def on_train_epoch_end(self, trainer, pl_module) -> None:
+            self._flush_grad_norms(trainer)
+
         def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
             every = self.log_every_n_steps or trainer.log_every_n_steps or 50
             if self.monitor is None or trainer.global_step % every:
                 return
-            norms = self.monitor.grad_norms()
-            self._log(trainer, {f"{k}/grad_norm": v for k, v in norms.items()})
+            # kept on the device and read back with the next window's metrics: no sync in between
+            names, norms = self.monitor.grad_norm_tensor()
+            if norms is not None:
+                self._pending.append((trainer.global_step, names, norms))
+
+        def _flush_grad_norms(self, trainer) -> None:
+            pending, self._pending = self._pending, []
+            if not pending:
+                return
+            import torch
+
+            rows = torch.cat([n.to("cpu", non_blocking=False) for _, _, n in pending]).tolist()
+            i = 0
+            for step, names, _ in pending:
+                self._log(trainer, {f"{k}/grad_norm": v for k, v in zip(names, rows[i : i + len(names)])}, step=step)
+                i += len(names)
 
         def on_train_end(self, trainer, pl_module) -> None:
             if self.monitor is None:
@@ -142,6 +161,7 @@ def _make_gradient_health():
             b = self.monitor.batches
             if b and (b >= self.window // 2 or not any(k.endswith("/dead_fraction") for k in self.history)):
                 self._log_window(trainer)
+            self._flush_grad_norms(trainer)
             if self.plot and trainer.is_global_zero and self.history:
                 self.plot_path = self._plot_path(trainer)
                 self.save_plot(self.plot_path)
@@ -167,11 +187,12 @@ def _make_gradient_health():
                         "Lower the learning rate, change the initialisation or use a leaky activation."
                     )
             self._log(trainer, flat)
+            self._flush_grad_norms(trainer)
 
-        def _log(self, trainer, metrics: Dict[str, float]) -> None:
+        def _log(self, trainer, metrics: Dict[str, float], step: Optional[int] = None) -> None:
             if not metrics:
                 return
-            step = trainer.global_step
+            step = trainer.global_step if step is None else step
             for k, v in metrics.items():
                 self.history.setdefault(k, []).append((step, v))
             named = {f"health/{k}": v for k, v in metrics.items()}

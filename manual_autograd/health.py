@@ -19,7 +19,8 @@ To stay cheap, each batch costs one per-unit maximum of a "margin" (a float tens
 ``<= 0`` exactly where the derivative is below the threshold; for ReLU it is the input itself),
 which is all the dead fraction needs; the counts behind the saturated fraction and the output
 statistics are taken on every ``stats_every``-th batch. Nothing here waits on the device until
-:meth:`HealthMonitor.compute` or :meth:`HealthMonitor.grad_norms` is called, once a window.
+:meth:`HealthMonitor.compute` or :meth:`HealthMonitor.grad_norms` is called (the gradient norms can
+also be kept on the device with :meth:`HealthMonitor.grad_norm_tensor` and read back later).
 """
 
 from __future__ import annotations
@@ -205,7 +206,10 @@ class HealthMonitor:
                 st.out_sq += sq
             st.out_n += flat.numel()
 
+    # The hooks keep Python counters: under torch.compile they run eagerly (a graph break each),
+    # since traced, every change of a counter would fail a guard and recompile the model.
     def _hook(self, m, st):
+        @torch.compiler.disable
         def hook(mod, args, out):
             if not self._counted(mod) or not args or not isinstance(args[0], Tensor):
                 return
@@ -216,6 +220,7 @@ class HealthMonitor:
         return hook
 
     def _pre_hook(self, m, st):
+        @torch.compiler.disable
         def hook(mod, args):
             if self._counted(mod) and args and isinstance(args[0], Tensor):
                 self._add_in(mod, st, args[0].detach(), None)
@@ -223,6 +228,7 @@ class HealthMonitor:
         return hook
 
     def _out_hook(self, st):
+        @torch.compiler.disable
         def hook(mod, args, out):
             if self._counted(mod):
                 self._add_out(st, out[0] if isinstance(out, tuple) else out)
@@ -274,23 +280,25 @@ class HealthMonitor:
                 st.reset()
         return out
 
-    def grad_norms(self) -> Dict[str, float]:
-        """The 2-norm of each layer's parameter gradients (``.grad`` as it is now), and ``'total'``."""
-        names, grads, owners = [], [], []
+    def grad_norm_tensor(self) -> tuple[List[str], Optional[Tensor]]:
+        """The layers' names and a float64 tensor of their gradient 2-norms, ``'total'`` last, left on the device.
+
+        Nothing here waits on the device, so a training loop can take the norms every few steps and
+        read them back (``.tolist()``) only when it logs. ``([], None)`` when no parameter has a gradient.
+        """
+        names, per_layer = [], []
         for name, ps in self.param_layers.items():
-            gs = [p.grad for p in ps if p.grad is not None]
+            gs = [p.grad.detach() for p in ps if p.grad is not None]
             if gs:
                 names.append(name)
-                owners += [len(names) - 1] * len(gs)
-                grads += [g.detach() for g in gs]
-        if not grads:
-            return {}
-        norms = torch._foreach_norm(grads)
-        dev = norms[0].device
-        per = torch.stack([n.to(dev, torch.float64) for n in norms])
-        sq = torch.zeros(len(names), dtype=torch.float64, device=dev)
-        sq.index_add_(0, torch.tensor(owners, device=dev), per * per)
-        vals = sq.sqrt().tolist()
-        out = dict(zip(names, vals))
-        out["total"] = math.sqrt(sum(v * v for v in vals))
-        return out
+                per_layer.append(torch.stack([n.to(torch.float64) for n in torch._foreach_norm(gs)]))
+        if not names:
+            return [], None
+        dev = per_layer[0].device
+        sq = torch.stack([(v.to(dev) ** 2).sum() for v in per_layer])
+        return [*names, "total"], torch.cat([sq, sq.sum().unsqueeze(0)]).sqrt()
+
+    def grad_norms(self) -> Dict[str, float]:
+        """The 2-norm of each layer's parameter gradients (``.grad`` as it is now), and ``'total'`` (one device sync)."""
+        names, norms = self.grad_norm_tensor()
+        return {} if norms is None else dict(zip(names, norms.tolist()))

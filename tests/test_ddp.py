@@ -1,4 +1,4 @@
-"""Lightning DDP: two CPU processes (gloo) give the gradients of one process on the same global batch.
+"""Lightning DDP, and FSDP2 (``fully_shard``): two CPU processes (gloo) give the gradients and weights of one process.
 
 The MNIST classifier from ``train`` (built from ``manual_autograd.nn``) takes one SGD step on
 MNIST-shaped random data, once with ``strategy='ddp_spawn'`` on two processes (8 samples each)
@@ -76,3 +76,67 @@ def test_ddp_two_processes_equal_one_process(tmp_path):
     single = torch.load(tmp_path / "weights-1-0.pt")
     for k in single:
         torch.testing.assert_close(single[k], start[k] - 0.5 * one[k])
+
+
+# ------------------------------------------------------------------------------------------------
+# FSDP2: parameters sharded over two CPU processes (gloo)
+
+
+def _fsdp_rank(rank, world, port, folder):
+    import os
+
+    import torch.distributed as dist
+    from torch.distributed.fsdp import fully_shard
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        model = torch.load(f"{folder}/model.pt", weights_only=False)
+        x, y = torch.load(f"{folder}/data.pt")
+        for layer in model.net:  # each Linear its own FSDP unit, then the root
+            if any(True for _ in layer.parameters()):
+                fully_shard(layer)
+        fully_shard(model)
+        opt = torch.optim.SGD(model.parameters(), lr=0.5)
+        loss = model.loss(model(x[rank::world]), y[rank::world])  # the sampler's split: rank r takes r, r+2, …
+        loss.backward()  # reduce-scatter: each rank keeps the mean gradient of its shard
+        shards = {k: p.grad.to_local().clone() for k, p in model.named_parameters()}
+        grads = {k: p.grad.full_tensor() for k, p in model.named_parameters()}
+        opt.step()
+        weights = {k: p.full_tensor() for k, p in model.named_parameters()}
+        torch.save({"grads": grads, "weights": weights, "shards": shards}, f"{folder}/fsdp-{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_fsdp2_two_processes_equal_one_process(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    torch.manual_seed(0)
+    x, y = torch.rand(GLOBAL_BATCH, 1, 28, 28), torch.randint(0, 10, (GLOBAL_BATCH,))
+    model = MNISTClassifier(hidden_sizes=[32], activation="gelu", label_smoothing=0.1)
+    torch.save(model, tmp_path / "model.pt")
+    torch.save((x, y), tmp_path / "data.pt")
+
+    one = copy.deepcopy(model)
+    one.loss(one(x), y).backward()
+    grads = {k: p.grad.clone() for k, p in one.named_parameters()}
+    with torch.no_grad():
+        weights = {k: p - 0.5 * p.grad for k, p in one.named_parameters()}
+
+    with socket.socket() as s:  # a free port for the process group
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_fsdp_rank, args=(2, port, str(tmp_path)), nprocs=2)
+    for rank in (0, 1):
+        got = torch.load(tmp_path / f"fsdp-{rank}.pt")
+        for k in grads:
+            assert grads[k].abs().sum() > 0, k
+            torch.testing.assert_close(got["grads"][k], grads[k], rtol=1e-5, atol=1e-7, msg=f"rank {rank}: grad {k}")
+            torch.testing.assert_close(got["weights"][k], weights[k], rtol=1e-5, atol=1e-7, msg=f"rank {rank}: {k}")
+        # sharded, not replicated: each rank holds its half of every gradient (dim 0, rows r*n/2…)
+        for k, shard in got["shards"].items():
+            rows = grads[k].shape[0] // 2
+            torch.testing.assert_close(shard, grads[k][rank * rows : (rank + 1) * rows], rtol=1e-5, atol=1e-7)

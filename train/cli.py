@@ -19,7 +19,7 @@ from typing import Optional
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
@@ -147,6 +147,11 @@ class MNISTCLI(LightningCLI):
         # `trainer.enable_checkpointing: false` also drops the `checkpoint` ModelCheckpoint
         if config.get("enable_checkpointing") is False:
             callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
+        # Every refresh of the bar reads all logged values back to the host (a device sync and the
+        # whole metrics dict in Python), so it redraws when the loggers write: no extra syncs.
+        chosen = config.get("callbacks") or []
+        if config.get("enable_progress_bar", True) is not False and not any(isinstance(c, ProgressBar) for c in chosen):
+            callbacks = [*callbacks, TQDMProgressBar(refresh_rate=config.get("log_every_n_steps") or 50)]
         return super()._instantiate_trainer(config, callbacks)
 
     def before_fit(self) -> None:
