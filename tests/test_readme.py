@@ -28,15 +28,12 @@ def test_readme_headline_is_what_the_committed_results_give():
 
 
 def test_readme_links_resolve():
-    # docs/training.md and docs/adding-an-op.md are written on other branches
-    pending = {"docs/training.md", "docs/adding-an-op.md"}
     for path in [README, *sorted((ROOT / "docs").glob("*.md"))]:
         for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", path.read_text()):
             if "://" in target:
                 continue
             resolved = (path.parent / target).resolve()
-            rel = resolved.relative_to(ROOT).as_posix() if resolved.is_relative_to(ROOT) else target
-            assert resolved.exists() or rel in pending, f"{path.name}: broken link {target}"
+            assert resolved.exists(), f"{path.name}: broken link {target}"
 
 
 def _fake_results(tmp_path, fits=None):
