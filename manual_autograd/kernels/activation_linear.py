@@ -39,7 +39,7 @@ def _act_bwd(z_ptr, g_ptr, a_ptr, gz_ptr, n, slope: tl.float64, ACT: tl.constexp
         ga = g.to(ACC)
         # NOTE: at z = 0 relu's derivative is 0 and leaky_relu's the slope, as torch takes them
         if ACT == 0:
-            d = tl.where(za > 0, ga, 0.0)
+            d = tl.where(za <= 0, 0.0, ga)  # NaN z passes g, as threshold_backward
         elif ACT == 1:
             d = tl.where(za > 0, ga, ga * tl.cast(slope, ACC))
         elif ACT == 2:

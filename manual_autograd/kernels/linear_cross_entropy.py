@@ -54,7 +54,7 @@ def _block_update(b_ptr, b_rs, t_ptr, t_s, lse_ptr, zt_ptr, zs_ptr, cw_ptr, rows
         mn = tl.where(mn == float("-inf"), 0.0, mn)
         s = s * tl.exp(m - mn) + tl.sum(tl.exp(b - mn[:, None]), axis=1)
         m = mn
-        z_t += tl.sum(tl.where(c[None, :] == t[:, None], b, 0.0), axis=1)
+        z_t += tl.sum(tl.where((c[None, :] == t[:, None]) & msk, b, 0.0), axis=1)
         if SUM:
             if HAS_CW:
                 w = tl.load(cw_ptr + c0 + c, mask=c < width, other=0.0).to(ACC)
