@@ -8,6 +8,8 @@ import torch.nn.functional as F
 from kernel_cases import CPU_DTYPES, DEVICES, K, SIZES, close, exact, strided, values
 from manual_autograd.function import _pack_bits, _unpack_bits
 
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy under the interpreter, on NaN/inf
+
 SLOPES = [0.01, 0.0, 1.5, -0.2]
 
 

@@ -6,6 +6,8 @@ import torch.nn.functional as F
 
 from kernel_cases import CPU_DTYPES, DEVICES, K, SIZES, exact, strided, values
 
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy under the interpreter, on NaN/inf
+
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", CPU_DTYPES)
