@@ -40,3 +40,21 @@ def exact(actual, expected):
 
 def close(actual, expected, **tol):
     torch.testing.assert_close(actual, expected, equal_nan=True, **tol)
+
+
+def kernel_function(forward, backward):
+    """A Function whose forward and backward are the given launchers: ``forward(x) -> (out, saved)``,
+    ``backward(saved, grad_out) -> grad_x``; for gradcheck through the kernel path."""
+
+    class KernelFunction(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            out, saved = forward(x)
+            ctx.save_for_backward(saved)
+            return out
+
+        @staticmethod
+        def backward(ctx, grad_out):
+            return backward(ctx.saved_tensors[0], grad_out)
+
+    return KernelFunction.apply

@@ -100,3 +100,29 @@ def test_large_nan_and_inf_logits(device, C):
     t = torch.tensor([0, 1, 2, 1, 2, 0], device=device) % C
     _check(x, t, red="none")
     _check(x, t, red="mean", eps=0.1)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("red", ["none", "mean", "sum"])
+def test_gradcheck_through_the_kernels(device, red):
+    t = torch.tensor([0, 3, -100, 2, 1, 3], device=device)
+    w = torch.rand(4, dtype=torch.float64, device=device) + 0.5
+
+    def fwd(x):
+        loss, logp, den = K.cross_entropy.forward(x, t, w, -100, red, 0.1)
+        return loss, (logp, den)
+
+    def bwd(saved, g):
+        return K.cross_entropy.backward(g, saved[0], t, w, -100, red, 0.1, saved[1])
+
+    class CE(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            loss, ctx.saved = fwd(x)
+            return loss
+
+        @staticmethod
+        def backward(ctx, g):
+            return bwd(ctx.saved, g)
+
+    assert torch.autograd.gradcheck(CE.apply, torch.randn(6, 4, dtype=torch.float64, device=device, requires_grad=True))

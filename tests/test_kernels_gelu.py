@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kernel_cases import CPU_DTYPES, DEVICES, K, SIZES, close, strided, values
+from kernel_cases import CPU_DTYPES, DEVICES, K, SIZES, close, kernel_function, strided, values
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy under the interpreter, on NaN/inf
 
@@ -38,3 +38,10 @@ def test_strided_and_expanded_grad(device):
 def test_bad_approximate_raises():
     with pytest.raises(ValueError, match="approximate"):
         K.gelu.forward(torch.zeros(3), "erf")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gradcheck_through_the_kernels(device, approximate):
+    fn = kernel_function(lambda x: (K.gelu.forward(x, approximate), x), lambda x, g: K.gelu.backward(x, g, approximate))
+    assert torch.autograd.gradcheck(fn, torch.randn(5, 7, dtype=torch.float64, device=device, requires_grad=True))

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kernel_cases import CPU_DTYPES, DEVICES, K, SIZES, close, exact, strided, values
+from kernel_cases import CPU_DTYPES, DEVICES, K, SIZES, close, exact, kernel_function, strided, values
 from manual_autograd.function import _pack_bits, _unpack_bits
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy under the interpreter, on NaN/inf
@@ -54,3 +54,16 @@ def test_strided_inplace_and_expanded_grad(device, slope):
     out, mask = K.leaky_relu.forward(y, slope, inplace=True)
     assert out is y
     _check(x, g, slope, out, mask)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("slope", [0.1, -0.3])
+def test_gradcheck_through_the_kernels(device, slope):
+    def fwd(x):
+        out, mask = K.leaky_relu.forward(x, slope)
+        return out, (out if mask is None else mask)
+
+    fn = kernel_function(fwd, lambda saved, g: K.leaky_relu.backward(saved, g, slope))
+    x = torch.randn(5, 7, dtype=torch.float64, device=device)
+    x = (x + x.sign() * 0.1).requires_grad_()  # away from the kink
+    assert torch.autograd.gradcheck(fn, x)

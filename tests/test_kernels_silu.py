@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kernel_cases import CPU_DTYPES, DEVICES, K, SIZES, close, exact, strided, values
+from kernel_cases import CPU_DTYPES, DEVICES, K, SIZES, close, exact, kernel_function, strided, values
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy under the interpreter, on NaN/inf
 
@@ -30,3 +30,9 @@ def test_inplace_keeps_the_input_strided_and_expanded_grad(device):
     close(out, F.silu(x))
     g = torch.ones((), device=device).expand(20, 15)
     close(K.silu.backward(strided(x0), g), torch.ops.aten.silu_backward(g, x))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_gradcheck_through_the_kernels(device):
+    fn = kernel_function(lambda x: (K.silu.forward(x)[0], x), K.silu.backward)
+    assert torch.autograd.gradcheck(fn, torch.randn(5, 7, dtype=torch.float64, device=device, requires_grad=True))
