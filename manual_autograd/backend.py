@@ -8,6 +8,13 @@
   were decorated under ``TRITON_INTERPRET=1`` (triton reads it when ``@triton.jit`` runs, i.e.
   when :mod:`manual_autograd.kernels` is first imported).
 
+An op asks, then calls the launchers, the same functions in eager and under ``torch.compile``::
+
+    if backend.kernels_for(x):                      # forward
+        out = backend.kernels().relu.forward(x)
+    if backend.kernels_for(out, grad_out, grad=True):  # backward
+        grad_x = backend.kernels().relu.backward(out, grad_out)
+
 From Python, :func:`use` overrides it (a context manager and decorator, nestable; the state is
 process-wide, as torch's own backend flags are) and :func:`get` reads it. The ops ask
 :func:`kernels_for` on every forward and backward; it costs a few attribute reads on the CPU
@@ -113,9 +120,11 @@ def kernels_for(*tensors, grad: bool = False) -> bool:
     if mode == "torch":
         return False
     first = tensors[0]
+    compiling = False
     if first.is_cuda:
         dtypes = _CUDA_DTYPES
-        if torch.compiler.is_compiling() and not _HAS_TRITON_OP:
+        compiling = torch.compiler.is_compiling()
+        if compiling and not _HAS_TRITON_OP:
             return False
     elif mode == "auto" or first.device.type != "cpu":  # auto: CPU takes the reference
         return False
@@ -132,4 +141,6 @@ def kernels_for(*tensors, grad: bool = False) -> bool:
             return False
     if not _probe():
         return False
-    return first.is_cuda or _kernels.INTERPRETED
+    if first.is_cuda:
+        return not (compiling and _kernels.INTERPRETED)  # wrap_triton cannot trace an interpreted kernel
+    return _kernels.INTERPRETED

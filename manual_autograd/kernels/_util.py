@@ -65,3 +65,11 @@ def register(name, mutates_args=()):
 def op(name):
     """``torch.ops.manual_autograd.<name>``: what a compiled graph calls."""
     return getattr(getattr(torch.ops, NS), name)
+
+
+def backward_operands(saved, grad_out):
+    """An elementwise backward's operands: ``saved`` dense, ``grad_out`` and its flat stride, the new
+    ``grad_x`` (``grad_out``'s shape and dtype) and the element count."""
+    g, gs = grad_layout(grad_out)
+    gx = torch.empty(grad_out.shape, dtype=grad_out.dtype, device=grad_out.device)
+    return dense(saved), g, gs, gx, gx.numel()

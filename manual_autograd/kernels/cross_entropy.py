@@ -38,6 +38,28 @@ def _row_weights(t_ptr, t_s, w_ptr, r, rm, ignore_index, HAS_W: tl.constexpr, AC
 
 
 @triton.jit
+def lse_step(m, s, x):
+    """Fold a ``(rows, cols)`` block ``x`` into the running row max ``m`` and ``s = Σ exp(x − m)``."""
+    mn = tl.maximum(m, tl.max(x, axis=1))
+    mn = tl.where(mn == float("-inf"), 0.0, mn)  # all -inf so far: shift by 0, never -inf − -inf
+    return mn, s * tl.exp(m - mn) + tl.sum(tl.exp(x - mn[:, None]), axis=1)
+
+
+@triton.jit
+def _logp_terms(logp, cols, msk, t, w_ptr, C, HAS_W: tl.constexpr, SMOOTH: tl.constexpr, ACC: tl.constexpr):
+    """A block's share of ``−logp[t]`` and (smoothing) ``−Σ_c w_c logp_c``, per row."""
+    nll = -tl.sum(tl.where(cols[None, :] == t[:, None], logp, 0.0), axis=1)
+    sm = tl.zeros_like(nll)
+    if SMOOTH:
+        if HAS_W:
+            w_c = tl.load(w_ptr + cols, mask=cols < C, other=0.0).to(ACC)
+            sm = -tl.sum(tl.where(msk, logp * w_c[None, :], 0.0), axis=1)
+        else:
+            sm = -tl.sum(tl.where(msk, logp, 0.0), axis=1)
+    return nll, sm
+
+
+@triton.jit
 def _ce_fwd(x_ptr, x_rs, t_ptr, t_s, w_ptr, logp_ptr, loss_ptr, wt_ptr, rows, C, ignore_index, eps: tl.float64,
             HAS_W: tl.constexpr, SMOOTH: tl.constexpr, ONE: tl.constexpr, ACC: tl.constexpr,
             BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
@@ -55,13 +77,7 @@ def _ce_fwd(x_ptr, x_rs, t_ptr, t_s, w_ptr, logp_ptr, loss_ptr, wt_ptr, rows, C,
         lse = mx + tl.log(tl.sum(tl.exp(x - mx[:, None]), axis=1))
         logp = x - lse[:, None]
         tl.store(logp_ptr + r[:, None] * C + cols[None, :], logp.to(logp_ptr.dtype.element_ty), mask=msk)
-        nll = -tl.sum(tl.where(cols[None, :] == t[:, None], logp, 0.0), axis=1)
-        if SMOOTH:
-            if HAS_W:
-                w_c = tl.load(w_ptr + cols, mask=cols < C, other=0.0).to(ACC)
-                sm = -tl.sum(tl.where(msk, logp * w_c[None, :], 0.0), axis=1)
-            else:
-                sm = -tl.sum(tl.where(msk, logp, 0.0), axis=1)
+        nll, sm = _logp_terms(logp, cols, msk, t, w_ptr, C, HAS_W, SMOOTH, ACC)
     else:  # online max and sum over the blocks, then a second read writes logp
         m = tl.full([BLOCK_R], float("-inf"), ACC)
         s = tl.zeros([BLOCK_R], ACC)
@@ -69,10 +85,7 @@ def _ce_fwd(x_ptr, x_rs, t_ptr, t_s, w_ptr, logp_ptr, loss_ptr, wt_ptr, rows, C,
             cols = c0 + tl.arange(0, BLOCK_C)
             msk = rm[:, None] & (cols < C)[None, :]
             x = tl.load(x_ptr + r[:, None] * x_rs + cols[None, :], mask=msk, other=float("-inf")).to(ACC)
-            mn = tl.maximum(m, tl.max(x, axis=1))
-            mn = tl.where(mn == float("-inf"), 0.0, mn)
-            s = s * tl.exp(m - mn) + tl.sum(tl.exp(x - mn[:, None]), axis=1)
-            m = mn
+            m, s = lse_step(m, s, x)
         lse = m + tl.log(s)
         for c0 in range(0, C, BLOCK_C):
             cols = c0 + tl.arange(0, BLOCK_C)
@@ -80,13 +93,9 @@ def _ce_fwd(x_ptr, x_rs, t_ptr, t_s, w_ptr, logp_ptr, loss_ptr, wt_ptr, rows, C,
             x = tl.load(x_ptr + r[:, None] * x_rs + cols[None, :], mask=msk, other=float("-inf")).to(ACC)
             logp = x - lse[:, None]
             tl.store(logp_ptr + r[:, None] * C + cols[None, :], logp.to(logp_ptr.dtype.element_ty), mask=msk)
-            nll -= tl.sum(tl.where(cols[None, :] == t[:, None], logp, 0.0), axis=1)
-            if SMOOTH:
-                if HAS_W:
-                    w_c = tl.load(w_ptr + cols, mask=cols < C, other=0.0).to(ACC)
-                    sm -= tl.sum(tl.where(msk, logp * w_c[None, :], 0.0), axis=1)
-                else:
-                    sm -= tl.sum(tl.where(msk, logp, 0.0), axis=1)
+            nll_c, sm_c = _logp_terms(logp, cols, msk, t, w_ptr, C, HAS_W, SMOOTH, ACC)
+            nll += nll_c
+            sm += sm_c
     # NOTE: summing w·(−logp), not lse·Σw − Σ w·x, avoids cancelling two ~|x| numbers
     loss = w_t * nll
     if SMOOTH:

@@ -7,7 +7,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ._util import BLOCK, acc_type, dense, grad_layout, kernel, op, register
+from ._util import BLOCK, backward_operands, acc_type, dense, kernel, op, register
 
 _SQRT1_2 = 0.7071067811865476
 _INV_SQRT_2PI = 0.3989422804014327
@@ -67,10 +67,7 @@ def _forward(x, approximate="none", traced=False):
 
 def _backward(x, grad_out, approximate="none", traced=False):
     tanh = _check(approximate)
-    x = dense(x)
-    g, gs = grad_layout(grad_out)
-    gx = torch.empty(x.shape, dtype=grad_out.dtype, device=x.device)
-    n = x.numel()
+    x, g, gs, gx, n = backward_operands(x, grad_out)
     if n:
         kernel(_gelu_bwd, traced)[(triton.cdiv(n, BLOCK),)](
             x, g, gx, n, G_STRIDE=gs, TANH=tanh, ACC=acc_type(x.dtype), BLOCK=BLOCK

@@ -15,7 +15,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ._util import BLOCK, acc_type, dense, grad_layout, kernel, op, register
+from ._util import BLOCK, backward_operands, acc_type, dense, kernel, op, register
 
 
 @triton.jit
@@ -68,10 +68,7 @@ def _forward(x, negative_slope, inplace=False, traced=False):
 
 def _backward(saved, grad_out, negative_slope, traced=False):
     masked = negative_slope < 0
-    saved = dense(saved)
-    g, gs = grad_layout(grad_out)
-    gx = torch.empty(grad_out.shape, dtype=grad_out.dtype, device=grad_out.device)
-    n = gx.numel()
+    saved, g, gs, gx, n = backward_operands(saved, grad_out)
     if n:
         kernel(_leaky_bwd, traced)[(triton.cdiv(n, BLOCK),)](
             saved, g, gx, n, float(negative_slope),

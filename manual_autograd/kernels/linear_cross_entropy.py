@@ -17,6 +17,7 @@ import triton.language as tl
 from torch import Tensor
 
 from ._util import acc_type, kernel, op, register
+from .cross_entropy import lse_step
 
 _BLOCK_ELEMS = 4096
 
@@ -50,10 +51,7 @@ def _block_update(b_ptr, b_rs, t_ptr, t_s, lse_ptr, zt_ptr, zs_ptr, cw_ptr, rows
         c = k0 + tl.arange(0, BLOCK_C)
         msk = rm[:, None] & (c < width)[None, :]
         b = tl.load(b_ptr + r[:, None] * b_rs + c[None, :], mask=msk, other=float("-inf")).to(ACC)
-        mn = tl.maximum(m, tl.max(b, axis=1))
-        mn = tl.where(mn == float("-inf"), 0.0, mn)
-        s = s * tl.exp(m - mn) + tl.sum(tl.exp(b - mn[:, None]), axis=1)
-        m = mn
+        m, s = lse_step(m, s, b)
         z_t += tl.sum(tl.where((c[None, :] == t[:, None]) & msk, b, 0.0), axis=1)
         if SUM:
             if HAS_CW:

@@ -7,7 +7,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ._util import BLOCK, dense, grad_layout, kernel, op, register
+from ._util import BLOCK, backward_operands, dense, kernel, op, register
 
 
 @triton.jit
@@ -39,10 +39,7 @@ def _forward(x, inplace=False, traced=False):
 
 
 def _backward(out, grad_out, traced=False):
-    out = dense(out)
-    g, gs = grad_layout(grad_out)
-    gx = torch.empty(out.shape, dtype=grad_out.dtype, device=out.device)
-    n = out.numel()
+    out, g, gs, gx, n = backward_operands(out, grad_out)
     if n:
         kernel(_relu_bwd, traced)[(triton.cdiv(n, BLOCK),)](out, g, gx, n, G_STRIDE=gs, BLOCK=BLOCK)
     return gx

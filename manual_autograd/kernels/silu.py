@@ -9,7 +9,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ._util import BLOCK, acc_type, dense, grad_layout, kernel, op, register
+from ._util import BLOCK, backward_operands, acc_type, dense, kernel, op, register
 
 
 @triton.jit
@@ -57,10 +57,7 @@ def _forward(x, inplace=False, traced=False):
 
 
 def _backward(x, grad_out, traced=False):
-    x = dense(x)
-    g, gs = grad_layout(grad_out)
-    gx = torch.empty(x.shape, dtype=grad_out.dtype, device=x.device)
-    n = x.numel()
+    x, g, gs, gx, n = backward_operands(x, grad_out)
     if n:
         kernel(_silu_bwd, traced)[(triton.cdiv(n, BLOCK),)](x, g, gx, n, G_STRIDE=gs, ACC=acc_type(x.dtype), BLOCK=BLOCK)
     return gx
