@@ -1,7 +1,15 @@
 """pytest configuration shared by the whole suite."""
 
+import os
+
 import pytest
 import torch
+
+# Triton picks its interpreter when @triton.jit decorates a kernel, i.e. when manual_autograd.kernels
+# is first imported: so it is chosen here, before any test module imports them. Without a GPU the
+# kernels run interpreted on CPU tensors; with one they compile. Nothing else in the suite runs Triton.
+if "TRITON_INTERPRET" not in os.environ and not torch.cuda.is_available():
+    os.environ["TRITON_INTERPRET"] = "1"
 
 
 def pytest_collection_modifyitems(config, items):

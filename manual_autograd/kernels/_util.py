@@ -1,0 +1,75 @@
+"""Shared launch helpers of the kernels: layout, block sizes, torch.compile registration."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+try:  # torch >= 2.6: kernels a compiled graph can trace
+    from torch.library import triton_op, wrap_triton
+except ImportError:  # pragma: no cover - older torch: compiled graphs take the reference
+    triton_op = wrap_triton = None
+
+HAS_TRITON_OP = triton_op is not None
+BLOCK = 1024  # elements per program of the elementwise kernels (a multiple of 8: whole mask bytes)
+NS = "manual_autograd"
+
+
+def interpreting() -> bool:
+    """Whether ``@triton.jit`` returns interpreted kernels now (it reads ``TRITON_INTERPRET`` when it runs)."""
+    knobs = getattr(triton, "knobs", None)
+    if knobs is not None:
+        return bool(knobs.runtime.interpret)
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def dense(t):
+    """``t`` itself if contiguous, else a contiguous copy: the kernels index flat, row-major memory."""
+    return t if t.is_contiguous() else t.contiguous()
+
+
+def grad_layout(g):
+    """``(tensor, stride)`` for a kernel reading ``g`` flat: stride 1 when contiguous, 0 when ``g`` is
+    one value expanded (``loss.sum().backward()`` hands such a ``grad_out``), else a contiguous copy."""
+    if g.is_contiguous():
+        return g, 1
+    if all(s == 0 for s in g.stride()):
+        return g, 0
+    return g.contiguous(), 1
+
+
+def acc_type(dtype):
+    """The type a kernel computes in: float64 for float64, float32 otherwise (half rounds once)."""
+    return tl.float64 if dtype == torch.float64 else tl.float32
+
+
+def kernel(k, traced):
+    """``k`` as launched: wrapped for tracing inside a ``triton_op`` body, the plain kernel in eager."""
+    return wrap_triton(k) if traced else k
+
+
+def register(name, mutates_args=()):
+    """Register a ``triton_op`` body as ``torch.ops.manual_autograd.<name>`` (no-op without triton_op)."""
+
+    def dec(fn):
+        if HAS_TRITON_OP:
+            return triton_op(f"{NS}::{name}", fn, mutates_args=mutates_args)
+        return fn
+
+    return dec
+
+
+def op(name):
+    """``torch.ops.manual_autograd.<name>``: what a compiled graph calls."""
+    return getattr(getattr(torch.ops, NS), name)
+
+
+def backward_operands(saved, grad_out):
+    """An elementwise backward's operands: ``saved`` dense, ``grad_out`` and its flat stride, the new
+    ``grad_x`` (``grad_out``'s shape and dtype) and the element count."""
+    g, gs = grad_layout(grad_out)
+    gx = torch.empty(grad_out.shape, dtype=grad_out.dtype, device=grad_out.device)
+    return dense(saved), g, gs, gx, gx.numel()
