@@ -1,12 +1,12 @@
 """LeakyReLU kernels against torch's leaky_relu and leaky_relu_backward; the packed mask against
-the reference's _pack_bits/_unpack_bits, both ways."""
+the reference's pack_bits/unpack_bits, both ways."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from kernel_cases import CPU_DTYPES, DEVICES, K, SIZES, close, exact, kernel_function, strided, values
-from manual_autograd.function import _pack_bits, _unpack_bits
+from manual_autograd.ops import pack_bits as _pack_bits, unpack_bits as _unpack_bits
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy under the interpreter, on NaN/inf
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as TF
 
+from .. import backend
 from .base import Function, cast_like, rows
 from .gelu import gelu_derivative
 from .leaky_relu import leaky_relu_derivative
@@ -45,6 +46,13 @@ class ActivationLinearFunction(Function):
         z, weight = ctx.saved_tensors
         need_z, need_w, need_b = ctx.needs_input_grad[:3]
         grad_z = grad_w = grad_b = None
+        if (need_z or need_w) and backend.kernels_for(z, grad_out, grad=True):
+            # the recompute of act(z) and the derivative in one pass, between the matrix products
+            g = grad_out.matmul(weight) if need_z else None
+            act, grad_z = backend.kernels().activation_linear.backward(z, g, ctx.activation, ctx.param, need_w)
+            if need_w:
+                grad_w = rows(grad_out).t().matmul(rows(act))
+            return grad_z, grad_w, rows(grad_out).sum(0) if need_b else None, None, None
         if need_w:
             grad_w = rows(grad_out).t().matmul(rows(activation_value(z, ctx.activation, ctx.param)))
         if need_b:

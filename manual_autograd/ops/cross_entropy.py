@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 
+from .. import backend
 from .base import Function, class_back, class_last, class_targets, in_place, save_for_jvp
 
 __all__ = ["CrossEntropyFunction", "ce_row_coefficients"]
@@ -27,6 +28,8 @@ class CrossEntropyFunction(Function):
 
     @staticmethod
     def forward(x, target, weight, ignore_index, reduction, label_smoothing):
+        if not target.is_floating_point() and backend.kernels_for(x, weight):
+            return _ce_kernel_forward(x, target, weight, ignore_index, reduction, label_smoothing)
         logp = torch.log_softmax(x, 1 if x.dim() > 1 else 0)
         if label_smoothing == 0 and not target.is_floating_point():
             # the common case: the loss value is logp picked at the target, (weighted) and reduced
@@ -76,6 +79,13 @@ class CrossEntropyFunction(Function):
     @staticmethod
     def backward(ctx, grad_out, grad_logp):
         logp, target, weight, out = ctx.saved_tensors
+        if grad_logp is None and grad_out is not None and not target.is_floating_point() and not any(ctx.needs_input_grad[1:3]):
+            if backend.kernels_for(logp, grad_out, weight, grad=True):
+                grad = backend.kernels().cross_entropy.backward(
+                    grad_out.reshape(-1) if ctx.reduction == "none" else grad_out, class_last(logp), target.reshape(-1),
+                    weight, ctx.ignore_index, ctx.reduction, ctx.label_smoothing,
+                )
+                return class_back(grad, logp), None, None, None, None, None
         if ctx.common and grad_logp is None and grad_out is not None:  # class indices, no weight or smoothing
             return _ce_index_backward(grad_out, logp, target, ctx.ignore_index, ctx.reduction), None, None, None, None, None
         grad_x = grad_t = grad_w = None
@@ -135,6 +145,17 @@ class CrossEntropyFunction(Function):
         else:  # d(S / D) = (dS − (S / D) dD) / D, for a weighted mean whose denominator D moves with weight
             out_t = (out_t.sum() if denom_t is None else out_t.sum() - out * denom_t) / denom
         return out_t, logp_t
+
+
+def _ce_kernel_forward(x, target, weight, ignore_index, reduction, label_smoothing):
+    """The forward on the Triton kernel, class-index targets: ``(loss, logp)`` as the reference
+    returns them (logp in the logits' layout, the same ledger), one pass over each row block."""
+    loss, logp, _ = backend.kernels().cross_entropy.forward(
+        class_last(x), target.reshape(-1), weight, ignore_index, reduction, label_smoothing
+    )
+    if reduction == "none":  # (C) input: a 0-dim loss even for a target of shape (1,)
+        loss = loss.reshape(target.shape if x.dim() > 1 else ())
+    return loss, class_back(logp, x)
 
 
 def _none_ignored(t, ignore_index):

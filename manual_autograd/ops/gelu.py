@@ -15,6 +15,7 @@ import math
 
 import torch
 
+from .. import backend
 from .base import HALF, Function, cast_like, in_place, opmath, save_for_jvp
 
 __all__ = ["GELUFunction", "gelu_derivative", "gelu_grad_fast_"]
@@ -31,6 +32,8 @@ class GELUFunction(Function):
 
     @staticmethod
     def forward(x, approximate):
+        if backend.kernels_for(x):
+            return backend.kernels().gelu.forward(x, approximate)
         return torch._C._nn.gelu(x, approximate=approximate)
 
     @staticmethod
@@ -42,6 +45,8 @@ class GELUFunction(Function):
     @staticmethod
     def backward(ctx, grad_out):
         (x,) = ctx.saved_tensors
+        if backend.kernels_for(x, grad_out, grad=True):
+            return backend.kernels().gelu.backward(x, grad_out, ctx.approximate), None
         if x.dtype not in HALF and grad_out.dtype == x.dtype and in_place(grad_out):
             return gelu_grad_fast_(x, ctx.approximate, grad_out), None
         return cast_like(grad_out * gelu_derivative(x, ctx.approximate), grad_out), None

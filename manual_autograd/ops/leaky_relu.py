@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from .. import backend
 from .base import Function, in_place, pack_bits, save_for_jvp, unpack_bits
 
 __all__ = ["LeakyReLUFunction", "leaky_relu_derivative", "leaky_relu_derivative_fast"]
@@ -22,6 +23,9 @@ class LeakyReLUFunction(Function):
 
     @staticmethod
     def forward(x, negative_slope, inplace):
+        if backend.kernels_for(x):
+            out, mask = backend.kernels().leaky_relu.forward(x, negative_slope, inplace)
+            return out if mask is None else (out, mask)
         mask = None if negative_slope >= 0 else pack_bits(x > 0)
         if inplace:
             torch._C._nn.leaky_relu_(x, negative_slope)
@@ -48,6 +52,8 @@ class LeakyReLUFunction(Function):
     def backward(ctx, grad_out, *_):
         (saved,) = ctx.saved_tensors
         slope = ctx.negative_slope
+        if backend.kernels_for(saved, grad_out, grad=True):
+            return backend.kernels().leaky_relu.backward(saved, grad_out, slope), None, None
         if slope >= 0:
             d = leaky_relu_derivative_fast(saved, slope)
             return d.mul_(grad_out) if in_place(grad_out) else grad_out * d, None, None

@@ -19,6 +19,7 @@ import math
 
 import torch
 
+from .. import backend
 from .base import Function, class_targets
 from .cross_entropy import ce_row_coefficients
 
@@ -92,6 +93,7 @@ def _forward_blocks(x, weight, bias, t, class_weight, eps, chunk):
     fast = not torch._C._are_functorch_transforms_active()
     tile = _tile_rows(rows, x.shape[1], 2 * chunk)  # a tile of half the input's size stays in cache
     buf = _buffer(x[:tile], min(chunk, C)) if fast else None
+    kernels = backend.kernels() if fast and backend.kernels_for(x, weight, bias, class_weight) else None
     lse, z_t, z_sum = [], [], []
     for r0 in range(0, rows, tile):
         xs, ts = x[r0 : r0 + tile], t[r0 : r0 + tile]
@@ -102,6 +104,12 @@ def _forward_blocks(x, weight, bias, t, class_weight, eps, chunk):
         for c0 in range(0, C, chunk):
             c1 = min(c0 + chunk, C)
             blk = _block(xs, weight, bias, c0, c1, out=_view(buf, n, c1 - c0) if fast else None)
+            if kernels is not None:  # the block's logsumexp, target logit and weighted sum in one pass
+                lse_r, z_t_r, zs = kernels.linear_cross_entropy.block_update_(
+                    blk, ts, c0, lse_r, z_t_r, z_sum_r if eps > 0 else None, class_weight
+                )
+                z_sum_r = z_sum_r if zs is None else zs
+                continue
             z_t_r = z_t_r + _target_logit(blk, ts, c0)[0]
             if eps > 0:
                 z_sum_r = z_sum_r + (blk.sum(1) if class_weight is None else blk.matmul(class_weight[c0:c1]))
@@ -131,13 +139,17 @@ def _backward_blocks(x, weight, bias, t, class_weight, lse, onehot, row_sum, smo
     tile = _tile_rows(rows, x.shape[1], 2 * chunk)  # half the input's size: the peak holds dL/dW too
     buf = _buffer(x[:tile], min(chunk, C))
     lse_col, r_col = lse.unsqueeze(1), row_sum.unsqueeze(1)
+    kernels = backend.kernels() if backend.kernels_for(x, weight, bias, class_weight, grad=True) else None
     for c0 in range(0, C, chunk):
         c1 = min(c0 + chunk, C)
         w_blk = weight[c0:c1]
         for r0 in range(0, rows, tile):
             r1 = min(r0 + tile, rows)
             p = _block(x[r0:r1], weight, bias, c0, c1, out=_view(buf, r1 - r0, c1 - c0))
-            p.sub_(lse_col[r0:r1]).exp_().mul_(r_col[r0:r1])
+            if kernels is not None:  # softmax times the row's scale, one pass
+                p = kernels.linear_cross_entropy.softmax_scale_(p, lse[r0:r1], row_sum[r0:r1])
+            else:
+                p.sub_(lse_col[r0:r1]).exp_().mul_(r_col[r0:r1])
             if need_x:
                 grad_x[r0:r1].addmm_(p, w_blk)
             if need_w:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from .. import backend
 from .base import Function, save_for_jvp
 
 __all__ = ["ReLUFunction", "relu_derivative", "relu_grad_fast"]
@@ -20,6 +21,8 @@ class ReLUFunction(Function):
 
     @staticmethod
     def forward(x, inplace):
+        if backend.kernels_for(x):
+            return backend.kernels().relu.forward(x, inplace)
         if inplace:
             x.clamp_min_(0)
             return x  # the input object itself: torch.compile matches dirty inputs by identity
@@ -35,6 +38,8 @@ class ReLUFunction(Function):
     @staticmethod
     def backward(ctx, grad_out):
         (out,) = ctx.saved_tensors
+        if backend.kernels_for(out, grad_out, grad=True):
+            return backend.kernels().relu.backward(out, grad_out), None
         return relu_grad_fast(out, grad_out), None
 
     @staticmethod

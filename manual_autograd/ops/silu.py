@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from .. import backend
 from .base import HALF, Function, cast_like, in_place, opmath, save_for_jvp
 
 __all__ = ["SiLUFunction", "silu_derivative", "silu_grad_fast_"]
@@ -22,6 +23,9 @@ class SiLUFunction(Function):
 
     @staticmethod
     def forward(x, inplace):
+        if backend.kernels_for(x):
+            out, x0 = backend.kernels().silu.forward(x, inplace)
+            return (out, x0) if inplace else out
         if inplace:
             x0 = x.clone()
             torch._C._nn.silu_(x)
@@ -41,6 +45,8 @@ class SiLUFunction(Function):
     @staticmethod
     def backward(ctx, grad_out, *_):
         (x,) = ctx.saved_tensors
+        if backend.kernels_for(x, grad_out, grad=True):
+            return backend.kernels().silu.backward(x, grad_out), None
         if x.dtype not in HALF and grad_out.dtype == x.dtype and in_place(grad_out):
             return silu_grad_fast_(x, grad_out), None
         return cast_like(grad_out * silu_derivative(x), grad_out), None
