@@ -34,7 +34,7 @@ from .chart import draw_ratios
 from .common import env_info, measure_case, ratio_cell, report_header, target_mark, timer_fn, write_report
 
 # Modules of this package that may add cases through ``cases(device, quick)``; see common.py.
-EXTRA_MODULES = ("fused",)
+EXTRA_MODULES = ("fused", "cuda_cases")
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -61,6 +61,10 @@ def _parse(argv):
         metavar="REPORT",
         help="measure nothing: rewrite REPORT's .md and .png beside it from the JSON",
     )
+    p.add_argument("--min-run-time", type=float, default=None,
+                   help="seconds a timed block lasts at least (default 0.02, quick 0.005)")
+    p.add_argument("--targets", type=Path, default=None, metavar="REPORT",
+                   help="measure nothing: print REPORT's ratios that have targets, met (✓) or not (✗)")
     return p.parse_args(argv)
 
 
@@ -123,7 +127,9 @@ def to_markdown(report: dict) -> str:
             cells += [
                 f"{r['native_peak'] / 2**20:.2f}",
                 f"{r['manual_peak'] / 2**20:.2f}",
-                f"{r['peak_ratio']:.2f}" if r.get("peak_ratio") is not None else "",
+                f"{r['peak_ratio']:.2f}{target_mark(r['peak_ratio'], r.get('peak_target'))}"
+                if r.get("peak_ratio") is not None
+                else "",
             ]
         lines.append("| " + " | ".join(cells) + " |")
     faulted = [r for r in report["rows"] if r["step"].get("native_faults") is not None]
@@ -139,6 +145,22 @@ def to_markdown(report: dict) -> str:
         ]
         for r in faulted:
             lines.append(f"| {r['name']} | {r['step']['native_faults']:,.1f} | {r['step']['manual_faults']:,.1f} |")
+    counted = [r for r in report["rows"] if "native_launches" in r]
+    if counted:
+        lines += [
+            "",
+            "Kernel launches per training step (every kernel, memset and copy of one step after a "
+            "warm-up, counted by `torch.profiler`; n/a where it could not trace CUDA); target for the "
+            "MLPs: manual ≤ native:",
+            "",
+            "| case | native | manual | ratio |",
+            "|---|---:|---:|---:|",
+        ]
+        for r in counted:
+            n, m = r["native_launches"], r["manual_launches"]
+            ratio = launch_ratio(r)
+            cell = "n/a" if ratio is None else f"{ratio:.2f}{target_mark(ratio, r.get('launch_target'))}"
+            lines.append(f"| {r['name']} | {'n/a' if n is None else n} | {'n/a' if m is None else m} | {cell} |")
     if report.get("relu_cache"):
         base = report["relu_cache"][0]["act"]
         lines += [
@@ -152,6 +174,33 @@ def to_markdown(report: dict) -> str:
             lines.append(f"| {r['variant']} | {_kib(r['act'])} | {r['act'] / base:.3f} |")
     lines += ["", f"Whole run: {report['wall_s']:.0f} s."]
     return "\n".join(lines) + "\n"
+
+
+def launch_ratio(row: dict):
+    """Manual / native kernel launches of a row, or ``None`` where they were not counted."""
+    n, m = row.get("native_launches"), row.get("manual_launches")
+    return m / n if n and m is not None else None
+
+
+def target_lines(report: dict) -> list:
+    """One line per row with a target: each targeted ratio (manual / native), met or not."""
+    figures = (
+        ("step", "step_target", lambda r: r["step"]["ratio"]),
+        ("peak", "peak_target", lambda r: r.get("peak_ratio")),
+        ("saved", "saved_target", lambda r: r["saved_ratio"]),
+        ("launches", "launch_target", launch_ratio),
+    )
+    lines = []
+    for r in report["rows"]:
+        cells = []
+        for label, key, get in figures:
+            if r.get(key) is None:
+                continue
+            v = get(r)
+            cells.append(f"{label} n/a (≤{r[key]:.2f})" if v is None else f"{label} {v:.2f}{target_mark(v, r[key])}")
+        if cells:
+            lines.append(f"{r['name']}: " + "; ".join(cells))
+    return lines
 
 
 def write_outputs(report: dict, out: Path, stem: str) -> None:
@@ -169,6 +218,10 @@ def _redraw(report: dict, out: Path, stem: str) -> None:
 
 def main(argv=None) -> dict:
     args = _parse(argv)
+    if args.targets is not None:
+        report = json.loads(args.targets.read_text())
+        print("\n".join(target_lines(report)))
+        return report
     if args.from_json is not None:
         report = json.loads(args.from_json.read_text())
         out, stem = args.from_json.parent, args.from_json.stem
@@ -182,7 +235,7 @@ def main(argv=None) -> dict:
     if args.cpu_time and device.type != "cpu":
         raise SystemExit("--cpu-time measures CPU work: use it with --device cpu")
     rounds = args.rounds or (3 if args.quick else 25)
-    min_run_time = 0.005 if args.quick else 0.02
+    min_run_time = args.min_run_time or (0.005 if args.quick else 0.02)
     timer = time.process_time if args.cpu_time else timer_fn
     start = time.perf_counter()
     selected = [c for c in all_cases(device, args.quick, not args.no_extra) if args.only is None or args.only in c.name]

@@ -49,6 +49,7 @@ __all__ = [
     "saved_bytes",
     "time_ratio",
     "peak_step_bytes",
+    "kernel_launches",
     "training_case",
     "report_header",
     "op_case",
@@ -147,6 +148,26 @@ def peak_step_bytes(step: Callable[[], None], device: torch.device, leaves: Sequ
     step()
     torch.cuda.synchronize(device)
     return torch.cuda.max_memory_allocated(device) - base
+
+
+def kernel_launches(step: Callable[[], None], device: torch.device) -> Optional[int]:
+    """CUDA only: operations one ``step()`` puts on the GPU (kernels, memsets, copies), counted by
+    ``torch.profiler`` (``ProfilerActivity.CUDA``) after one warm-up step; ``None`` elsewhere or
+    where this torch's profiler cannot trace CUDA. The step is not run off CUDA."""
+    from torch.profiler import ProfilerActivity, profile, supported_activities
+
+    if device.type != "cuda" or ProfilerActivity.CUDA not in supported_activities():
+        return None
+    step()  # warm-up: lazy initialisation and first-call compiles are not the step's
+    torch.cuda.synchronize(device)
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        step()
+        torch.cuda.synchronize(device)
+    # user annotations are mirrored on the GPU timeline; they launch nothing
+    return sum(
+        1 for e in prof.events()
+        if e.device_type == torch.autograd.DeviceType.CUDA and not getattr(e, "is_user_annotation", False)
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -274,6 +295,8 @@ def measure_case(case: Case, device: torch.device, rounds: int, min_run_time: fl
     for k, impl in impls.items():
         row[f"{k}_saved"] = saved_bytes(impl.record, impl.params, impl.inputs)
         row[f"{k}_peak"] = peak_step_bytes(impl.step, device, [*impl.params, *impl.inputs])
+        if device.type == "cuda":
+            row[f"{k}_launches"] = kernel_launches(impl.step, device)
     n, m = row["native_saved"], row["manual_saved"]
     if case.ratio_on == "total":
         num, den = m["act"] + m["input"], n["act"] + n["input"]

@@ -28,7 +28,7 @@ from torch.utils._pytree import tree_leaves
 import manual_autograd as ma
 from manual_autograd import functional as MF
 
-from .cases import ACTIVATIONS, mlp
+from .cases import ACTIVATIONS, mlp, mlp_targets
 from .common import (
     Case,
     Impl,
@@ -137,7 +137,7 @@ def mlp_case(activation: str, device, batch: int = 256, sizes=(784, 1024, 1024, 
 
     name = f"fused MLP {'-'.join(map(str, sizes))} {activation}, b{batch}"
     saved_target = None if activation == "relu" else 0.55
-    return Case(name, "fused", build, "act", {"batch": batch, "step_target": 1.05, "saved_target": saved_target})
+    return Case(name, "fused", build, "act", {"batch": batch, **mlp_targets(torch.device(device), 1.05), "saved_target": saved_target})
 
 
 def _lce_tensors(device, N, in_features, C):
