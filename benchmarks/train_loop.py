@@ -5,8 +5,10 @@ from the config's ``model`` section), optimizer, scheduler, preloaded data and n
 loop is what a user writes by hand: shuffled index slices of the preloaded tensors,
 ``opt.zero_grad(set_to_none=True)``, forward, loss, backward, step, scheduler step. The Lightning fit is
 the config's as ``python -m train fit`` runs it (loggers, checkpoints, callbacks, progress bar), its epoch
-time measured by ``train.EpochTimer`` (validation excluded). The first epoch of every run is a warm-up
-and is dropped.
+time measured by ``train.EpochTimer`` (validation excluded). A third loop, Lightning's floor, is a plain
+``Trainer`` around a LightningModule whose ``training_step`` is the bare loop's forward and loss, with no
+logger, checkpoint, progress bar or callback: what Lightning's own loop costs, below which no fit of
+``train/`` can go. The first epoch of every run is a warm-up and is dropped.
 
 ``--pieces`` adds fits with one piece of the loop turned off each (the gradient-health callback, the
 loggers, the progress bar, checkpointing), so the per-step cost of every piece that stays is measured
@@ -50,6 +52,8 @@ PIECES = {
     "no_progress_bar": ("progress bar", ["--trainer.enable_progress_bar", "false"]),
     "no_checkpoint": ("checkpointing", ["--trainer.enable_checkpointing", "false"]),
 }
+# all four off at once: what is left is Lightning's own loop around the same training_step
+PIECES["core"] = ("all four pieces", [a for _, args in PIECES.values() for a in args])
 
 
 def _parse(argv):
@@ -71,12 +75,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def bare_loop(model_cfg: dict, batch_size: int, x: torch.Tensor, y: torch.Tensor, epochs: int, steps: int,
-              seed: int) -> tuple[list[float], list[float]]:
-    """Wall and process CPU seconds of each epoch of the hand-written loop (the config's model, optimizer, schedule)."""
-    device = x.device
-    torch.manual_seed(seed)
-    sizes = [x.shape[1], *model_cfg.get("hidden_sizes", [512, 256]), 10]
+def _training_setup(model_cfg: dict, in_features: int, total_steps: int, device: torch.device):
+    """The config's model, loss, optimizer and scheduler (``None`` for ``constant``), built as ``train/`` builds them."""
+    sizes = [in_features, *model_cfg.get("hidden_sizes", [512, 256]), 10]
     impl = model_cfg.get("impl", "manual")
     model = mnn.build_mlp(sizes, model_cfg.get("activation", "relu"), impl, model_cfg.get("fused", False)).to(device)
     loss_fn = (mnn.CrossEntropyLoss if impl == "manual" else torch.nn.CrossEntropyLoss)(
@@ -87,10 +88,19 @@ def bare_loop(model_cfg: dict, batch_size: int, x: torch.Tensor, y: torch.Tensor
                               nesterov=model_cfg.get("nesterov", False), weight_decay=wd)
     else:
         opt = (torch.optim.Adam if name == "adam" else torch.optim.AdamW)(model.parameters(), lr=lr, weight_decay=wd)
-    sched_name, total = model_cfg.get("scheduler", "onecycle"), epochs * steps
-    sched = (torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=model_cfg.get("warmup", 0.25))
+    sched_name = model_cfg.get("scheduler", "onecycle")
+    sched = (torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total_steps, pct_start=model_cfg.get("warmup", 0.25))
              if sched_name == "onecycle" else
-             torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total) if sched_name == "cosine" else None)
+             torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps) if sched_name == "cosine" else None)
+    return model, loss_fn, opt, sched
+
+
+def bare_loop(model_cfg: dict, batch_size: int, x: torch.Tensor, y: torch.Tensor, epochs: int, steps: int,
+              seed: int) -> tuple[list[float], list[float]]:
+    """Wall and process CPU seconds of each epoch of the hand-written loop (the config's model, optimizer, schedule)."""
+    device = x.device
+    torch.manual_seed(seed)
+    model, loss_fn, opt, sched = _training_setup(model_cfg, x.shape[1], epochs * steps, device)
     times, cpu = [], []
     for epoch in range(epochs):
         _sync(device)
@@ -108,6 +118,37 @@ def bare_loop(model_cfg: dict, batch_size: int, x: torch.Tensor, y: torch.Tensor
         times.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
     return times, cpu
+
+
+def lightning_floor(model_cfg: dict, batch_size: int, x: torch.Tensor, y: torch.Tensor, epochs: int, steps: int,
+                    seed: int) -> tuple[list[float], list[float]]:
+    """Epoch wall and CPU seconds of Lightning's own loop: a plain ``Trainer`` (no logger, checkpoint, progress
+    bar or callback but the timer) around a LightningModule whose ``training_step`` is the bare loop's forward
+    and loss, over the same batches. No fit of ``train/`` can be cheaper than this."""
+    import lightning as L
+
+    from train import EpochTimer, TensorBatches
+
+    torch.manual_seed(seed)
+    model, loss_fn, opt, sched = _training_setup(model_cfg, x.shape[1], epochs * steps, x.device)
+
+    class Floor(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.model, self.loss_fn = model, loss_fn
+
+        def training_step(self, batch, batch_idx):
+            return self.loss_fn(self.model(batch[0]), batch[1])
+
+        def configure_optimizers(self):
+            return opt if sched is None else {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    timer = EpochTimer()
+    trainer = L.Trainer(accelerator=x.device.type, devices=1, max_epochs=epochs, limit_train_batches=steps, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        num_sanity_val_steps=0, callbacks=[timer])
+    trainer.fit(Floor(), train_dataloaders=TensorBatches(x, y, batch_size, shuffle=True, seed=seed))
+    return timer.times, timer.cpu_times
 
 
 def lightning_fit(config: str, device: torch.device, epochs: int, limit: int | None, extra: list[str],
@@ -147,7 +188,7 @@ def run(a) -> dict:
     extra = ["--data.root", a.data_root] if a.data_root else []
     steps = -(-len(y) // batch_size)
     steps = min(steps, a.limit_steps) if a.limit_steps else steps
-    variants = {"lightning": []} | ({k: v[1] for k, v in PIECES.items()} if a.pieces else {})
+    variants = {"lightning": [], "floor": None} | ({k: v[1] for k, v in PIECES.items()} if a.pieces else {})
     times: dict[str, list[float]] = {"bare": [], **{k: [] for k in variants}}
     cpu: dict[str, list[float]] = {k: [] for k in times}
     per_round = []
@@ -158,8 +199,10 @@ def run(a) -> dict:
             names = names if r % 2 == 0 else names[::-1]  # alternate the order: drift hits all alike
             got = {}
             for name in names:
-                if name == "bare":
-                    t, c = bare_loop(cfg.get("model", {}), batch_size, x, y, a.epochs, steps, seed=r)
+                if name in ("bare", "floor"):
+                    loop = bare_loop if name == "bare" else lightning_floor
+                    with contextlib.redirect_stderr(io.StringIO()):  # Lightning's banner
+                        t, c = loop(cfg.get("model", {}), batch_size, x, y, a.epochs, steps, seed=r)
                 else:
                     t, c = lightning_fit(a.config, device, a.epochs, a.limit_steps, [*extra, *variants[name]], f"{tmp}/{name}{r}")
                 skip = 1 if len(t) > 1 else 0
@@ -184,6 +227,9 @@ def run(a) -> dict:
         "median_epoch_s": med,
         "ratio_lightning_over_bare": med["lightning"] / med["bare"],
         "ratio_per_round": [p["lightning"] / p["bare"] for p in per_round],
+        # Lightning's loop around a training_step that is only forward + loss: the floor of any fit through a Trainer
+        "ratio_floor_over_bare": med["floor"] / med["bare"],
+        "floor_ratio_per_round": [p["floor"] / p["bare"] for p in per_round],
         "overhead_ms_per_step": 1e3 * (med["lightning"] - med["bare"]) / steps,
         "bare_ms_per_step": 1e3 * med["bare"] / steps,
         # what each piece that stays costs: the full fit minus the fit without it, per step
@@ -215,13 +261,20 @@ def to_markdown(r: dict) -> str:
     ]
     cpu = r["median_epoch_cpu_s"]
     for k, v in r["median_epoch_s"].items():
-        label = {"bare": "bare loop", "lightning": "Lightning fit (as configured)"}.get(k) or f"Lightning fit, {PIECES[k][0]} off"
+        label = {"bare": "bare loop", "lightning": "Lightning fit (as configured)",
+                 "floor": "Lightning's floor: plain Trainer, training_step = forward + loss"}.get(k) or f"Lightning fit, {PIECES[k][0]} off"
         lines.append(f"| {label} | {v:.3f} | {1e3 * v / r['steps_per_epoch']:.2f} | {v / r['median_epoch_s']['bare']:.3f} "
                      f"| {cpu[k]:.3f} | {cpu[k] / cpu['bare']:.3f} |")
     mark = "✓" if ratio <= r["target_ratio"] else "✗"
     lines += ["", f"Lightning / bare: **{ratio:.3f}** {mark} ≤{r['target_ratio']:.2f} (per round: "
-              + ", ".join(f"{x:.3f}" for x in r["ratio_per_round"]) + f"); the loop adds {r['overhead_ms_per_step']:.2f} ms a step. "
-              f"In CPU time: {r['cpu_ratio_lightning_over_bare']:.3f}."]
+              + ", ".join(f"{x:.3f}" for x in r["ratio_per_round"])
+              + f"; median of the rounds' ratios {statistics.median(r['ratio_per_round']):.3f}); the loop adds {r['overhead_ms_per_step']:.2f} ms a step. "
+              f"In CPU time: {r['cpu_ratio_lightning_over_bare']:.3f}.",
+              "", f"Lightning's floor / bare: **{r['ratio_floor_over_bare']:.3f}** (per round: "
+              + ", ".join(f"{x:.3f}" for x in r["floor_ratio_per_round"])
+              + f"; median of the rounds' ratios {statistics.median(r['floor_ratio_per_round']):.3f}): what Lightning's loop costs around a "
+              "training_step that does nothing but the bare loop's forward and loss, with no logger, checkpoint, "
+              "progress bar or callback; no fit of `train/` can be cheaper."]
     if r["piece_ms_per_step"]:
         lines += ["", "Each piece: the fit as configured minus the fit with that piece off, per step (noisy: a difference of medians).",
                   "", "| piece of the Lightning fit | wall (ms/step) | CPU time (ms/step) |", "|---|---:|---:|"]
@@ -234,6 +287,7 @@ def main(argv=None) -> dict:
     report = run(a)
     print(f"median epoch: " + ", ".join(f"{k} {v:.3f} s" for k, v in report["median_epoch_s"].items())
           + f"; Lightning/bare = {report['ratio_lightning_over_bare']:.3f} (target <= {TARGET}), "
+          f"Lightning's floor/bare = {report['ratio_floor_over_bare']:.3f}, "
           f"in CPU time {report['cpu_ratio_lightning_over_bare']:.3f}")
     write_report(report, a.out, f"train_loop_{torch.device(a.device).type}", to_markdown)
     return report

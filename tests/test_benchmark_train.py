@@ -14,11 +14,12 @@ def test_train_loop_writes_its_report(tiny_root, tmp_path):
                               "--pieces", "--out", str(tmp_path)])
     saved = json.loads((tmp_path / "train_loop_cpu.json").read_text())
     assert saved["steps_per_epoch"] == report["steps_per_epoch"] == 12  # 384 training images, batch 32
-    assert set(saved["median_epoch_s"]) == {"bare", "lightning", *train_loop.PIECES}
+    assert set(saved["median_epoch_s"]) == {"bare", "lightning", "floor", *train_loop.PIECES}
+    assert saved["ratio_floor_over_bare"] > 0 and len(saved["epoch_s"]["floor"]) == 1
     assert saved["ratio_lightning_over_bare"] > 0 and len(saved["epoch_s"]["bare"]) == 1  # the warm-up epoch dropped
     assert len(saved["piece_ms_per_step"]) == len(train_loop.PIECES)
     md = (tmp_path / "train_loop_cpu.md").read_text()
-    assert "Lightning / bare" in md and "| bare loop |" in md
+    assert "Lightning / bare" in md and "| bare loop |" in md and "Lightning's floor / bare" in md
 
 
 def test_fits_writes_the_headline_figures(tiny_root, tmp_path):
