@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 from torch.nn import _reduction
 
-from . import checks
+from . import backend, checks
 from .ops import (
     ActivationLinearFunction,
     CrossEntropyFunction,
@@ -149,6 +149,9 @@ def cross_entropy(
         with torch.autocast(input.device.type, enabled=False):
             return cross_entropy(input, target, weight, None, ignore_index, None, reduction, label_smoothing)
     target = checks.cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing)
+    if not target.is_floating_point() and target.device.type == "cpu" and backend.kernels_for(input, weight):
+        # the interpreted kernels raise nothing for a class out of range (on CUDA: NaN rows); nll_loss does
+        checks.target_values(target, input.shape[0] if input.dim() == 1 else input.shape[1], ignore_index)
     try:
         return CrossEntropyFunction.apply(input, target, weight, int(ignore_index), reduction, float(label_smoothing))[0]
     except (RuntimeError, IndexError):  # an out-of-range class index: name it clearly

@@ -27,6 +27,17 @@ def values(n, dtype, device, specials=True):
     return x.to(dtype=dtype, device=device)
 
 
+def torch_value(fn, *args):
+    """``fn(*args)`` as torch computes it, except where only its float32 result is NaN: there the
+    float64 one. NOTE: on AVX512 CPUs torch's float32 exact GELU gives NaN at +inf (its vectorised
+    erf); on AVX2 and CUDA, and in float64, it gives inf, which is what the kernels compute."""
+    out = fn(*args)
+    if out.dtype != torch.float32:
+        return out
+    out64 = fn(*(a.double() if torch.is_tensor(a) and a.is_floating_point() else a for a in args))
+    return torch.where(out.isnan() & ~out64.isnan(), out64.to(out.dtype), out)
+
+
 def strided(x):
     """``x`` as a non-contiguous view (every other column of a wider buffer), equal values."""
     buf = torch.empty(x.numel(), 2, dtype=x.dtype, device=x.device)

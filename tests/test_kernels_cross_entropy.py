@@ -103,6 +103,18 @@ def test_large_nan_and_inf_logits(device, C):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+def test_very_negative_rows_after_an_all_minus_inf_block(device):
+    # rows wider than a block: the running max must stay -inf through the first, all -inf block, or
+    # the next block's exp(x - 0) underflows (float32 exp(-110) is 0) and the loss becomes inf
+    x = torch.full((3, 5000), -110.0, dtype=torch.float32, device=device)
+    x[:, :4096] = -float("inf")
+    x[2] = torch.linspace(-300.0, -110.0, 5000)
+    t = torch.tensor([4100, 4999, 4500], device=device)
+    _check(x, t, red="none")
+    _check(x, t, red="mean", eps=0.1)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("red", ["none", "mean", "sum"])
 def test_gradcheck_through_the_kernels(device, red):
     t = torch.tensor([0, 3, -100, 2, 1, 3], device=device)
@@ -126,3 +138,35 @@ def test_gradcheck_through_the_kernels(device, red):
             return bwd(ctx.saved, g)
 
     assert torch.autograd.gradcheck(CE.apply, torch.randn(6, 4, dtype=torch.float64, device=device, requires_grad=True))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_a_class_out_of_range_gives_a_nan_row(device, weighted):
+    # torch's CUDA kernels assert on the device; the kernels never read out of bounds and say NaN
+    x = torch.randn(5, 7, device=device)
+    t = torch.tensor([0, 7, -3, -100, 1000], device=device)
+    w = torch.rand(7, device=device) if weighted else None
+    loss, logp, _ = K.cross_entropy.forward(x, t, w, -100, "none", 0.1)
+    assert loss[[1, 2, 4]].isnan().all() and loss[3] == 0 and loss[0].isfinite()
+    grad = K.cross_entropy.backward(torch.ones(5, device=device), logp, t, w, -100, "none", 0.1)
+    assert grad[[1, 2, 4]].isnan().all() and (grad[3] == 0).all() and grad[0].isfinite().all()
+    assert K.cross_entropy.forward(x, t, w, -100, "mean", 0.0)[0].isnan()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_no_classes(device):
+    x = torch.empty(3, 0, device=device)
+    kept, ignored = torch.zeros(3, dtype=torch.long, device=device), torch.full((3,), -100, device=device)
+    assert K.cross_entropy.forward(x, kept, None, -100, "none", 0.0)[0].isnan().all()
+    close(K.cross_entropy.forward(x, ignored, None, -100, "none", 0.0)[0], torch.zeros(3, device=device))
+    assert K.cross_entropy.forward(x, ignored, None, -100, "mean", 0.0)[0].isnan()  # as torch: 0 / 0
+    assert K.cross_entropy.forward(x, ignored, None, -100, "sum", 0.0)[0] == 0
+
+
+def test_the_op_on_the_kernels_refuses_a_class_out_of_range_on_cpu():
+    import manual_autograd.functional as MF
+    from manual_autograd import backend
+
+    with backend.use("triton"), pytest.raises(IndexError, match=r"class indices in \[0, 4\)"):
+        MF.cross_entropy(torch.randn(3, 4), torch.tensor([0, 4, 1]))

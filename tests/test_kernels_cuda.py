@@ -104,3 +104,16 @@ def test_compile_fullgraph_calls_the_registered_ops():
         torch.testing.assert_close(a, b)
     with backend.use("triton"):
         assert torch.compile(lambda x: x + 1 if backend.kernels_for(x) else x, fullgraph=True)(x).equal(x + 1)
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+def test_kernels_run_on_their_tensors_device_not_the_current_one():
+    x = torch.randn(3001, device="cuda:1")
+    t = torch.randint(0, 7, (64,), device="cuda:1")
+    logits = torch.randn(64, 7, device="cuda:1")
+    with torch.cuda.device(0):
+        out, gx = K.gelu.forward(x), K.gelu.backward(x, x)
+        loss, logp, _ = K.cross_entropy.forward(logits, t, None, -100, "mean", 0.1)
+    torch.testing.assert_close(out, F.gelu(x), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(gx, torch.ops.aten.gelu_backward(x, x), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(loss, F.cross_entropy(logits, t, label_smoothing=0.1), atol=1e-5, rtol=1e-5)

@@ -64,3 +64,18 @@ def test_block_update_equals_the_reference(device, dtype, smooth, weighted):
     for ours, theirs in zip(state, ref):
         if ours is not None:
             close(ours, theirs, **tol)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_block_update_keeps_very_negative_rows_finite(device):
+    # every first chunk starts from lse = -inf: a row of logits far below 0 must not underflow
+    rows, C, chunk = 4, 3000, 1100
+    x = torch.full((rows, C), -120.0, dtype=torch.float32, device=device)
+    x[1] = torch.linspace(-400.0, -110.0, C)
+    x[2, :1100] = -float("inf")
+    t = torch.tensor([5, 2999, 1500, 0], device=device)
+    lse, z_t = torch.full((rows,), -math.inf, device=device), torch.zeros(rows, device=device)
+    for c0 in range(0, C, chunk):
+        K.linear_cross_entropy.block_update_(x[:, c0 : c0 + chunk], t, c0, lse, z_t)
+    close(lse, x.double().logsumexp(1).float())
+    close(z_t, x.gather(1, t.unsqueeze(1)).squeeze(1))

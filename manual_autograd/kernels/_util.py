@@ -46,9 +46,31 @@ def acc_type(dtype):
     return tl.float64 if dtype == torch.float64 else tl.float32
 
 
+class _OnItsDevice:
+    """An eager launch of ``k`` on the CUDA device of its first argument (every kernel's first
+    argument is a tensor): Triton launches on the *current* device, which need not be the tensors'."""
+
+    __slots__ = ("k",)
+
+    def __init__(self, k):
+        self.k = k
+
+    def __getitem__(self, grid):
+        run = self.k[grid]
+
+        def launch(t, *args, **kwargs):
+            if t.is_cuda and t.get_device() != torch.cuda.current_device():
+                with torch.cuda.device(t.device):
+                    return run(t, *args, **kwargs)
+            return run(t, *args, **kwargs)
+
+        return launch
+
+
 def kernel(k, traced):
-    """``k`` as launched: wrapped for tracing inside a ``triton_op`` body, the plain kernel in eager."""
-    return wrap_triton(k) if traced else k
+    """``k`` as launched: wrapped for tracing inside a ``triton_op`` body (the compiled graph guards
+    the device), else launched on its tensors' device."""
+    return wrap_triton(k) if traced else _OnItsDevice(k)
 
 
 def register(name, mutates_args=()):

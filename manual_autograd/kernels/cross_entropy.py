@@ -6,7 +6,9 @@ The forward is one kernel over each block of rows (max, log-sum-exp, the log-pro
 else twice, the second read from cache), then for ``'mean'``/``'sum'`` one single-program
 reduction that also writes the mean's denominator ``Σ w_t`` (kept on the device). The backward is
 one kernel writing ``dL/dlogits = g (softmax · r − s ⊗ w − onehot(t) w_t (1 − ε))`` from ``logp``.
-Probability targets are not covered (the reference serves them).
+Probability targets are not covered (the reference serves them). A class index outside ``[0, C)``
+that is not ``ignore_index`` makes its row's loss and gradient NaN: nothing is read out of bounds and
+nothing waits on the host (torch's CUDA kernels assert on the device instead).
 """
 
 from __future__ import annotations
@@ -23,26 +25,31 @@ from ._util import acc_type, kernel, op, register
 _REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
 _MAX_BLOCK_C = 4096  # classes per block: a whole row up to this many, in one read
 _BLOCK_ELEMS = 4096  # a block of rows holds about this many logits
+_WARPS = 8  # with 4, a 2-D tile with a class weight and smoothing spills registers (ptxas, sm_90)
 
 
 @triton.jit
-def _row_weights(t_ptr, t_s, w_ptr, r, rm, ignore_index, HAS_W: tl.constexpr, ACC: tl.constexpr):
+def _row_weights(t_ptr, t_s, w_ptr, r, rm, C, ignore_index, HAS_W: tl.constexpr, ACC: tl.constexpr):
+    """Per row: the target, whether it is kept, whether it is a class in [0, C), and its weight."""
     # NOTE: compared as int64: a uint8 target must never wrap ignore_index
     t = tl.load(t_ptr + r * t_s, mask=rm, other=0).to(tl.int64)
     valid = (t != ignore_index) & rm
-    if HAS_W:
-        w_t = tl.load(w_ptr + tl.where(valid, t, 0), mask=valid, other=0.0).to(ACC)
+    inside = (t >= 0) & (t < C)
+    if HAS_W:  # never read outside the weight, whatever the target
+        w_t = tl.load(w_ptr + tl.where(valid & inside, t, 0), mask=valid & inside, other=0.0).to(ACC)
     else:
         w_t = valid.to(ACC)
-    return t, valid, w_t
+    return t, valid, inside, w_t
 
 
 @triton.jit
 def lse_step(m, s, x):
     """Fold a ``(rows, cols)`` block ``x`` into the running row max ``m`` and ``s = Σ exp(x − m)``."""
-    mn = tl.maximum(m, tl.max(x, axis=1))
-    mn = tl.where(mn == float("-inf"), 0.0, mn)  # all -inf so far: shift by 0, never -inf − -inf
-    return mn, s * tl.exp(m - mn) + tl.sum(tl.exp(x - mn[:, None]), axis=1)
+    mx = tl.maximum(m, tl.max(x, axis=1))
+    # NOTE: the state keeps the raw max (-inf while all is -inf); only the shift is 0 then, never
+    # -inf − -inf. A max of 0 in the state would make later blocks far below 0 underflow.
+    sh = tl.where(mx == float("-inf"), 0.0, mx)
+    return mx, s * tl.exp(m - sh) + tl.sum(tl.exp(x - sh[:, None]), axis=1)
 
 
 @triton.jit
@@ -65,7 +72,7 @@ def _ce_fwd(x_ptr, x_rs, t_ptr, t_s, w_ptr, logp_ptr, loss_ptr, wt_ptr, rows, C,
             BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
     r = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
     rm = r < rows
-    t, valid, w_t = _row_weights(t_ptr, t_s, w_ptr, r, rm, ignore_index, HAS_W, ACC)
+    t, valid, inside, w_t = _row_weights(t_ptr, t_s, w_ptr, r, rm, C, ignore_index, HAS_W, ACC)
     nll = tl.zeros([BLOCK_R], ACC)
     sm = tl.zeros([BLOCK_R], ACC)
     if ONE:  # the whole row in one block: read once
@@ -101,6 +108,7 @@ def _ce_fwd(x_ptr, x_rs, t_ptr, t_s, w_ptr, logp_ptr, loss_ptr, wt_ptr, rows, C,
     if SMOOTH:
         loss = (1.0 - tl.cast(eps, ACC)) * loss + sm * (tl.cast(eps, ACC) / C)
     loss = tl.where(valid, loss, 0.0)  # ignored rows: exactly 0, as torch (even for NaN logits)
+    loss = tl.where(valid & ~inside, float("nan"), loss)  # a class out of range: NaN, never a silent 0
     tl.store(loss_ptr + r, loss.to(loss_ptr.dtype.element_ty), mask=rm)
     tl.store(wt_ptr + r, w_t, mask=rm)
 
@@ -124,22 +132,22 @@ def _ce_reduce(loss_ptr, wt_ptr, out_ptr, den_ptr, rows, MEAN: tl.constexpr, ACC
 
 
 @triton.jit
-def _ce_den(t_ptr, t_s, w_ptr, den_ptr, rows, ignore_index, HAS_W: tl.constexpr, ACC: tl.constexpr,
+def _ce_den(t_ptr, t_s, w_ptr, den_ptr, rows, C, ignore_index, HAS_W: tl.constexpr, ACC: tl.constexpr,
             BLOCK: tl.constexpr):
     den = tl.zeros([BLOCK], ACC)
     for r0 in range(0, rows, BLOCK):
         r = r0 + tl.arange(0, BLOCK)
-        den += _row_weights(t_ptr, t_s, w_ptr, r, r < rows, ignore_index, HAS_W, ACC)[2]
+        den += _row_weights(t_ptr, t_s, w_ptr, r, r < rows, C, ignore_index, HAS_W, ACC)[3]
     tl.store(den_ptr, tl.sum(den, axis=0))
 
 
 @triton.jit
-def _ce_bwd(lp_ptr, t_ptr, t_s, w_ptr, g_ptr, g_s, den_ptr, gx_ptr, rows, C, ignore_index, eps: tl.float64,
+def _ce_bwd(lp_ptr, t_ptr, t_s, w_ptr, wsum_ptr, g_ptr, g_s, den_ptr, gx_ptr, rows, C, ignore_index, eps: tl.float64,
             HAS_W: tl.constexpr, SMOOTH: tl.constexpr, RED: tl.constexpr, ACC: tl.constexpr,
             BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
     r = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
     rm = r < rows
-    t, valid, w_t = _row_weights(t_ptr, t_s, w_ptr, r, rm, ignore_index, HAS_W, ACC)
+    t, valid, inside, w_t = _row_weights(t_ptr, t_s, w_ptr, r, rm, C, ignore_index, HAS_W, ACC)
     if RED == 0:
         g = tl.load(g_ptr + r * g_s, mask=rm, other=0.0).to(ACC)
     else:
@@ -147,17 +155,14 @@ def _ce_bwd(lp_ptr, t_ptr, t_s, w_ptr, g_ptr, g_s, den_ptr, gx_ptr, rows, C, ign
         if RED == 1:
             g = g / tl.load(den_ptr).to(ACC)
     g = tl.where(valid, g, 0.0)  # NOTE: ignored rows get exactly 0, even where g is inf/NaN
+    g = tl.where(valid & ~inside, float("nan"), g)  # a class out of range: a NaN row
     onehot = g * w_t
     row_sum = onehot
     if SMOOTH:
         onehot = onehot * (1.0 - tl.cast(eps, ACC))
         smooth = g * (tl.cast(eps, ACC) / C)
-        if HAS_W:
-            w_sum = tl.zeros([BLOCK_C], ACC)
-            for c0 in range(0, C, BLOCK_C):
-                cols = c0 + tl.arange(0, BLOCK_C)
-                w_sum += tl.load(w_ptr + cols, mask=cols < C, other=0.0).to(ACC)
-            row_sum = onehot + smooth * tl.sum(w_sum, axis=0)
+        if HAS_W:  # Σ_c w_c, summed once for all programs
+            row_sum = onehot + smooth * tl.load(wsum_ptr).to(ACC)
         else:
             row_sum = onehot + smooth * C
     for c0 in range(0, C, BLOCK_C):
@@ -195,12 +200,12 @@ def _forward(x, target, weight, ignore_index, reduction, label_smoothing, traced
     w_t = torch.empty(rows, dtype=acc, device=x.device)
     w = weight if weight is None or weight.is_contiguous() else weight.contiguous()
     block_r, block_c = _blocks(rows, C)
-    if rows and C:
+    if rows:  # C == 0 too: every kept row's class is then out of range (NaN), ignored rows 0
         kernel(_ce_fwd, traced)[(triton.cdiv(rows, block_r),)](
             x, x.stride(0), target, target.stride(0), x if w is None else w, logp, loss, w_t, rows, C,
             int(ignore_index), float(label_smoothing),
             HAS_W=w is not None, SMOOTH=label_smoothing > 0, ONE=C <= block_c, ACC=acc_type(x.dtype),
-            BLOCK_R=block_r, BLOCK_C=block_c,
+            BLOCK_R=block_r, BLOCK_C=block_c, num_warps=_WARPS,
         )
     if red == 0:
         return loss, logp, None
@@ -212,12 +217,12 @@ def _forward(x, target, weight, ignore_index, reduction, label_smoothing, traced
     return out, logp, den
 
 
-def _denominator(target, weight, ignore_index, dtype, traced=False):
+def _denominator(target, weight, C, ignore_index, dtype, traced=False):
     acc = _acc_dtype(dtype)
     den = torch.empty((), dtype=acc, device=target.device)
     w = weight if weight is None or weight.is_contiguous() else weight.contiguous()
     kernel(_ce_den, traced)[(1,)](
-        target, target.stride(0), den if w is None else w, den, target.shape[0], int(ignore_index),
+        target, target.stride(0), den if w is None else w, den, target.shape[0], C, int(ignore_index),
         HAS_W=w is not None, ACC=acc_type(dtype), BLOCK=1024,
     )
     return den
@@ -229,16 +234,18 @@ def _backward(grad_out, logp, target, weight, ignore_index, reduction, label_smo
     red = _REDUCTIONS[reduction]
     w = weight if weight is None or weight.is_contiguous() else weight.contiguous()
     if red == 1 and denom is None:
-        denom = _denominator(target, w, ignore_index, logp.dtype, traced)
+        denom = _denominator(target, w, C, ignore_index, logp.dtype, traced)
     gx = torch.empty((rows, C), dtype=logp.dtype, device=logp.device)
     block_r, block_c = _blocks(rows, C)
     if rows and C:
         g = grad_out.reshape(-1) if red == 0 else grad_out
+        # with smoothing, every row needs Σ_c w_c: one reduction here, not one per program
+        w_sum = w.sum(dtype=_acc_dtype(logp.dtype)) if w is not None and label_smoothing > 0 else None
         kernel(_ce_bwd, traced)[(triton.cdiv(rows, block_r),)](
-            logp, target, target.stride(0), logp if w is None else w, g, g.stride(0) if red == 0 else 0,
-            logp if denom is None else denom, gx, rows, C, int(ignore_index), float(label_smoothing),
-            HAS_W=w is not None, SMOOTH=label_smoothing > 0, RED=red, ACC=acc_type(logp.dtype),
-            BLOCK_R=block_r, BLOCK_C=block_c,
+            logp, target, target.stride(0), logp if w is None else w, logp if w_sum is None else w_sum, g,
+            g.stride(0) if red == 0 else 0, logp if denom is None else denom, gx, rows, C, int(ignore_index),
+            float(label_smoothing), HAS_W=w is not None, SMOOTH=label_smoothing > 0, RED=red,
+            ACC=acc_type(logp.dtype), BLOCK_R=block_r, BLOCK_C=block_c, num_warps=_WARPS,
         )
     return gx
 

@@ -9,26 +9,22 @@ from torch import Tensor
 
 from ._util import BLOCK, backward_operands, acc_type, dense, kernel, op, register
 
-_SQRT1_2 = 0.7071067811865476
-_INV_SQRT_2PI = 0.3989422804014327
-_SQRT_2_PI = 0.7978845608028654
-_C = 0.044715
-
-
+# The constants are literals: compiled Triton cannot read Python float globals (the interpreter can).
+# 1.5957691216057308 = 2√(2/π), 0.044715 = c, 0.7071067811865476 = 1/√2, 0.3989422804014327 = 1/√(2π).
 @triton.jit
 def gelu_value(x, TANH: tl.constexpr):
     if TANH:  # ½ x (1 + tanh u) = x σ(2u), u = √(2/π)(x + c x³)
-        return x * tl.sigmoid((2.0 * _SQRT_2_PI) * x * (1.0 + _C * x * x))
-    return 0.5 * x * (1.0 + tl.math.erf(x * _SQRT1_2))
+        return x * tl.sigmoid(1.5957691216057308 * x * (1.0 + 0.044715 * x * x))
+    return 0.5 * x * (1.0 + tl.math.erf(x * 0.7071067811865476))
 
 
 @triton.jit
 def gelu_derivative(x, TANH: tl.constexpr):
     if TANH:  # s (1 + (1 − s) x ∂(2u)/∂x), s = σ(2u): 1 − tanh² does not cancel where tanh → ±1
         x2 = x * x
-        s = tl.sigmoid((2.0 * _SQRT_2_PI) * x * (1.0 + _C * x2))
-        return s * (1.0 + (1.0 - s) * x * (2.0 * _SQRT_2_PI) * (1.0 + 3.0 * _C * x2))
-    return 0.5 * (1.0 + tl.math.erf(x * _SQRT1_2)) + x * tl.exp(-0.5 * x * x) * _INV_SQRT_2PI
+        s = tl.sigmoid(1.5957691216057308 * x * (1.0 + 0.044715 * x2))
+        return s * (1.0 + (1.0 - s) * x * 1.5957691216057308 * (1.0 + 3.0 * 0.044715 * x2))
+    return 0.5 * (1.0 + tl.math.erf(x * 0.7071067811865476)) + x * tl.exp(-0.5 * x * x) * 0.3989422804014327
 
 
 @triton.jit
