@@ -44,7 +44,7 @@ def _block_update(b_ptr, b_rs, t_ptr, t_s, lse_ptr, zt_ptr, zs_ptr, cw_ptr, rows
     t = tl.load(t_ptr + r * t_s, mask=rm, other=0).to(tl.int64) - c0
     lse = tl.load(lse_ptr + r, mask=rm, other=0.0).to(ACC)
     m = lse  # the running max, as lse_step keeps it: -inf until a finite logit is seen
-    s = tl.where(lse == float("-inf"), 0.0, 1.0)  # Σ exp(logit − m) of the chunks before: 1 at m = lse
+    s = tl.where(lse == float("-inf"), 0.0, 1.0).to(ACC)  # Σ exp(logit − m) of the chunks before: 1 at m = lse
     z_t = tl.zeros([BLOCK_R], ACC)
     z_s = tl.zeros([BLOCK_R], ACC)
     for k0 in range(0, width, BLOCK_C):
