@@ -6,6 +6,7 @@ Examples::
     python -m benchmarks --threads 1 --cpu-time  # CPU time of one thread: results/cpu-cputime.*
     python -m benchmarks --device cuda        # CUDA, adds peak memory of a step: results/cuda.*
     python -m benchmarks --no-extra           # built-in cases only (not benchmarks/fused.py's)
+    python -m benchmarks --module transformer # one module's cases alone: results/transformer_cpu.*
     python -m benchmarks --quick --out /tmp/b # a smoke run: few short rounds, somewhere else
     python -m benchmarks --from-json benchmarks/results/cpu.json  # redraw .md and .png, measure nothing
 
@@ -54,6 +55,8 @@ def _parse(argv):
     )
     p.add_argument("--only", default=None, help="run only cases whose name contains this text")
     p.add_argument("--no-extra", action="store_true", help="built-in cases only, not those of EXTRA_MODULES")
+    p.add_argument("--module", default=None, metavar="NAME",
+                   help="only the cases of benchmarks/NAME.py (e.g. transformer): results go to NAME_<device>.*")
     p.add_argument(
         "--from-json",
         type=Path,
@@ -68,17 +71,22 @@ def _parse(argv):
     return p.parse_args(argv)
 
 
+def module_cases(name: str, device: torch.device, quick: bool) -> list:
+    """The cases of ``benchmarks/<name>.py``; ``[]`` when that module does not exist."""
+    try:
+        mod = importlib.import_module(f"{__package__}.{name}")
+    except ModuleNotFoundError as e:
+        if e.name != f"{__package__}.{name}":
+            raise
+        return []
+    takes_quick = len(inspect.signature(mod.cases).parameters) > 1
+    return list(mod.cases(device, quick) if takes_quick else mod.cases(device))
+
+
 def all_cases(device: torch.device, quick: bool, extra: bool = True) -> list:
     found = builtin.cases(device, quick)
     for name in EXTRA_MODULES if extra else ():
-        try:
-            mod = importlib.import_module(f"{__package__}.{name}")
-        except ModuleNotFoundError as e:
-            if e.name != f"{__package__}.{name}":
-                raise
-            continue
-        takes_quick = len(inspect.signature(mod.cases).parameters) > 1
-        found += list(mod.cases(device, quick) if takes_quick else mod.cases(device))
+        found += module_cases(name, device, quick)
     return found
 
 
@@ -238,7 +246,13 @@ def main(argv=None) -> dict:
     min_run_time = args.min_run_time or (0.005 if args.quick else 0.02)
     timer = time.process_time if args.cpu_time else timer_fn
     start = time.perf_counter()
-    selected = [c for c in all_cases(device, args.quick, not args.no_extra) if args.only is None or args.only in c.name]
+    if args.module is not None:
+        found = module_cases(args.module, device, args.quick)
+        if not found:
+            raise SystemExit(f"--module {args.module}: no benchmarks/{args.module}.py with cases")
+    else:
+        found = all_cases(device, args.quick, not args.no_extra)
+    selected = [c for c in found if args.only is None or args.only in c.name]
     rows = []
     for case in selected:
         t0 = time.perf_counter()
@@ -249,7 +263,7 @@ def main(argv=None) -> dict:
             f"saved {row['saved_ratio']:.2f}  ({time.perf_counter() - t0:.1f} s)",
             flush=True,
         )
-    relu_cache = builtin.relu_cache_variants(device) if args.only is None else []
+    relu_cache = builtin.relu_cache_variants(device) if args.only is None and args.module is None else []
     report = {
         "command": "python -m benchmarks " + " ".join(sys.argv[1:] if argv is None else argv),
         "rounds": rounds,
@@ -260,7 +274,8 @@ def main(argv=None) -> dict:
         "relu_cache": relu_cache,
         "wall_s": time.perf_counter() - start,
     }
-    write_outputs(report, args.out, device.type + ("-cputime" if args.cpu_time else ""))
+    stem = device.type + ("-cputime" if args.cpu_time else "")
+    write_outputs(report, args.out, stem if args.module is None else f"{args.module}_{stem}")
     return report
 
 
