@@ -3,7 +3,7 @@
 * backward: ``dW = zeros(num, dim).index_add(0, idx, g)``, where each row of ``g`` is first
   zeroed at ``idx = padding_idx`` and, with ``scale_grad_by_freq``, divided by how many times its
   index occurs in ``idx``; no gradient for ``idx``. With ``sparse`` the same rows as a sparse COO
-  gradient (padding rows left out), as torch;
+  gradient (padding rows left out; with ``scale_grad_by_freq`` a RuntimeError, as torch);
 * saved: the indices only (the input itself, not a copy); ``W``'s shape as attributes;
 * bytes per element: 0 per element of ``W`` or of the output; 8 per int64 index (as torch).
 """
@@ -67,9 +67,9 @@ def embedding_grad_rows(idx, g, num, padding_idx, scale_grad_by_freq):
 
 def embedding_sparse_grad(idx, grad_out, num, dim, padding_idx, scale_grad_by_freq):
     """``dW`` as an uncoalesced sparse COO tensor, one entry per index except ``padding_idx``'s (torch's layout)."""
+    if scale_grad_by_freq:  # as torch, which refuses it in backward too (the forward alone is fine)
+        raise RuntimeError("embedding(): 'scale_grad_by_freq' is not supported with sparse gradients (sparse=True)")
     g = grad_out.reshape(-1, dim)
-    if scale_grad_by_freq:
-        g = embedding_grad_rows(idx, g, num, -1, True)
     if padding_idx >= 0:
         keep = idx != padding_idx
         idx, g = idx[keep], g[keep]
