@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from .. import backend
-from .base import Function, save_for_jvp
+from .base import Function, in_place, save_for_jvp
 
 __all__ = ["EmbeddingFunction", "embedding_grad_rows"]
 
@@ -46,7 +46,9 @@ class EmbeddingFunction(Function):
         if backend.kernels_for(grad_out, idx, grad=True):
             return None, backend.kernels().embedding.backward(idx, grad_out, ctx.num, pad, freq), None, None, None
         g = embedding_grad_rows(idx, grad_out.reshape(-1, ctx.dim), ctx.num, pad, freq)
-        return None, g.new_zeros(ctx.num, ctx.dim).index_add(0, idx, g), None, None, None
+        dw = g.new_zeros(ctx.num, ctx.dim)
+        # index_add (out of place, differentiable) would copy the whole table once more
+        return None, dw.index_add_(0, idx, g) if in_place(grad_out) else dw.index_add(0, idx, g), None, None, None
 
     @staticmethod
     def forward_ad(ctx, input_t, weight_t, *_):
