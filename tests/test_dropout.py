@@ -230,6 +230,15 @@ def test_autocast_keeps_the_dtype_as_torch():
     assert out.dtype == expect.dtype == torch.float32 and torch.equal(out, expect)
 
 
+def test_signature_is_torchs():
+    import inspect
+
+    def params(fn):
+        return [(q.name, q.default, q.kind) for q in inspect.signature(fn).parameters.values()]
+
+    assert params(F.dropout) == params(TF.dropout)
+
+
 def test_module_is_torchs_and_converts():
     for kwargs in (dict(), dict(p=0.2), dict(p=0.7, inplace=True)):
         ours, theirs = mnn.Dropout(**kwargs), torch.nn.Dropout(**kwargs)

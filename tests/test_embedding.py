@@ -210,6 +210,15 @@ def test_autocast_keeps_the_dtype_as_torch():
     assert out.dtype == expect.dtype == torch.float32 and torch.equal(out, expect)
 
 
+def test_signature_is_torchs():
+    import inspect
+
+    def params(fn):
+        return [(q.name, q.default, q.kind) for q in inspect.signature(fn).parameters.values()]
+
+    assert params(F.embedding) == params(TF.embedding)
+
+
 def test_module_is_torchs_and_converts():
     for args, kwargs in (((10, 4), {}), ((10, 4), dict(padding_idx=-2, max_norm=1.0, scale_grad_by_freq=True))):
         torch.manual_seed(0)
