@@ -17,6 +17,8 @@ from .ledger import Ledger, ledger  # `ledger` is the function; `from manual_aut
 from .ops import (
     ActivationLinearFunction,
     CrossEntropyFunction,
+    DropoutFunction,
+    EmbeddingFunction,
     GELUFunction,
     LeakyReLUFunction,
     LinearCrossEntropyFunction,

@@ -33,6 +33,9 @@ __all__ = [
     "activation_linear",
     "linear_cross_entropy",
     "linear_cross_entropy_chunked",
+    "dropout",
+    "embedding",
+    "embedding_indices",
 ]
 
 
@@ -379,3 +382,44 @@ def linear_cross_entropy_chunked(input, target, weight, C: int, ignore_index: in
     else:  # no host sync: fails at the next sync point; int64, as a uint8 target would wrap ignore_index
         t = t.long()
         torch._assert_async(~(((t < 0) | (t >= C)) & (t != ignore_index)).any())
+
+
+def dropout(input, p, inplace: bool) -> None:
+    tensor("dropout", "input", input, 1)
+    if isinstance(p, Tensor) and p.numel() == 1:
+        p = p.item()
+    number("dropout", "p", p)
+    if not 0.0 <= p <= 1.0:  # ValueError, as torch
+        raise ValueError(f"dropout(): argument 'p' (dropout probability) has to be between 0 and 1, but got {p}")
+    if inplace:
+        inplace_input("dropout", input)
+
+
+def embedding(input, weight, padding_idx) -> int:
+    """Check ``embedding``'s arguments; returns ``padding_idx`` normalised to ``[0, num)``, or -1 for none."""
+    fn = "embedding"
+    tensor(fn, "input", input, 1)
+    tensor(fn, "weight", weight, 2)
+    num = weight.shape[0] if weight.dim() else 0
+    if padding_idx is not None:
+        if not -num <= padding_idx < num:  # AssertionError, as torch's F.embedding
+            raise AssertionError(
+                f"{fn}(): argument 'padding_idx' must be within num_embeddings: in [{-num}, {num}), got {padding_idx}"
+            )
+        padding_idx = padding_idx + num if padding_idx < 0 else padding_idx
+    if weight.dim() != 2:
+        raise RuntimeError(f"{fn}(): expected 'weight' to be 2-D (num_embeddings, embedding_dim), got shape {shape(weight)}")
+    if input.dtype not in (torch.int64, torch.int32):
+        raise RuntimeError(f"{fn}(): expected 'input' of indices with dtype torch.int64 or torch.int32, got {input.dtype}")
+    return -1 if padding_idx is None else int(padding_idx)
+
+
+def embedding_indices(input: Tensor, num: int) -> None:
+    """Refuse an index outside ``[0, num)`` (a host sync: CPU tensors, or on the paths that would not)."""
+    if input.numel() == 0:
+        return
+    bad = (input < 0) | (input >= num)
+    if bad.any():
+        raise IndexError(
+            f"embedding(): expected 'input' indices in [0, {num}) (num_embeddings), got {int(input[bad].reshape(-1)[0])}"
+        )

@@ -16,6 +16,8 @@ from . import backend, checks
 from .ops import (
     ActivationLinearFunction,
     CrossEntropyFunction,
+    DropoutFunction,
+    EmbeddingFunction,
     GELUFunction,
     LeakyReLUFunction,
     LinearCrossEntropyFunction,
@@ -36,6 +38,8 @@ __all__ = [
     "cross_entropy",
     "activation_linear",
     "linear_cross_entropy",
+    "dropout",
+    "embedding",
 ]
 
 
@@ -253,3 +257,59 @@ def linear_cross_entropy(
         float(label_smoothing), int(chunk),
     )[0]
     return out.reshape(target.shape) if reduction == "none" and out.shape != target.shape else out
+
+
+def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    r"""Zero each element with probability ``p`` and scale the rest by ``1 / (1 − p)``, keeping a
+    1-bit mask for backward. See :class:`manual_autograd.nn.Dropout`.
+
+    On CPU the mask is torch's own draw: under the same seed the result is ``torch.nn.functional.dropout``'s.
+    """
+    checks.dropout(input, p, inplace)
+    p = float(p)
+    if p == 0 or not training or input.numel() == 0:
+        return input  # torch returns the input itself
+    if not input.is_floating_point():
+        if p == 1:  # torch multiplies by an integer zero
+            return input.mul_(0) if inplace else input * 0
+        raise RuntimeError(f"dropout(): expected 'input' to be a floating-point tensor, got dtype {input.dtype}")
+    if inplace and p < 1 and checks.grad_view(input):
+        # a Function that modifies a view in place may return nothing else (the mask): out of place, copied back
+        return input.copy_(DropoutFunction.apply(input, p, False)[0])
+    out = DropoutFunction.apply(input, p, bool(inplace))
+    return out if p == 1 else out[0]
+
+
+def embedding(
+    input: Tensor,
+    weight: Tensor,
+    padding_idx: Optional[int] = None,
+    max_norm: Optional[float] = None,
+    norm_type: float = 2.0,
+    scale_grad_by_freq: bool = False,
+    sparse: bool = False,
+) -> Tensor:
+    r"""Look up rows of ``weight`` by the indices ``input``, keeping only the indices for backward.
+
+    Same contract as :func:`torch.nn.functional.embedding` (``max_norm`` renormalises the rows
+    looked up in place, as there; ``sparse=True`` gives a sparse COO gradient).
+    See :class:`manual_autograd.nn.Embedding`.
+    """
+    padding_idx = checks.embedding(input, weight, padding_idx)
+    num = weight.shape[0]
+    kernels = backend.kernels_for(weight, input)
+    if kernels or max_norm is not None:
+        if input.device.type == "cpu":  # the interpreted kernel and embedding_renorm_ do not check
+            checks.embedding_indices(input, num)
+        else:
+            torch._assert_async(((input >= 0) & (input < num)).all())
+    if max_norm is not None:
+        input = input.contiguous()
+        with torch.no_grad():
+            torch.embedding_renorm_(weight, input, max_norm, norm_type)
+    try:
+        return EmbeddingFunction.apply(input, weight, padding_idx, bool(scale_grad_by_freq), bool(sparse))
+    except IndexError:  # an index out of range: name it clearly
+        if input.device.type == "cpu":
+            checks.embedding_indices(input, num)
+        raise

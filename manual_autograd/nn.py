@@ -29,6 +29,8 @@ __all__ = [
     "ACTIVATIONS",
     "IMPLS",
     "build_mlp",
+    "Dropout",
+    "Embedding",
 ]
 
 
@@ -499,3 +501,63 @@ def build_mlp(
             modules.append(act())
         modules.append(linear(n_in, n_out))
     return nn.Sequential(*modules)
+
+
+class Dropout(nn.Dropout):
+    r"""During training, randomly zeroes some elements of the input with probability :attr:`p`.
+
+    Same as :class:`torch.nn.Dropout`: the kept elements are scaled by :math:`\frac{1}{1-p}`, and in
+    evaluation mode it is the identity. Saves a bit-packed mask for backward (1/8 byte per element,
+    where torch keeps the scaled mask: 4 bytes per element in float32 on CPU). On CPU the mask is
+    torch's own draw, so under the same seed the output is torch's.
+
+    Args:
+        p: probability of an element to be zeroed. Default: 0.5
+        inplace: If set to ``True``, will do this operation in-place. Default: ``False``
+
+    Shape:
+        - Input: :math:`(*)`. Input can be of any shape
+        - Output: :math:`(*)`. Output is of the same shape as input
+
+    Examples::
+
+        >>> m = manual_autograd.nn.Dropout(p=0.2)
+        >>> output = m(torch.randn(20, 16))
+    """
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.dropout(input, self.p, self.training, self.inplace)
+
+
+class Embedding(nn.Embedding):
+    r"""A lookup table of ``num_embeddings`` vectors of size ``embedding_dim``.
+
+    Same as :class:`torch.nn.Embedding` (initialisation, ``padding_idx`` row zeroed, ``max_norm``,
+    ``scale_grad_by_freq``, ``sparse``, :meth:`from_pretrained`); saves only the indices for backward.
+
+    Args:
+        num_embeddings: size of the dictionary of embeddings
+        embedding_dim: the size of each embedding vector
+        padding_idx: the entries at :attr:`padding_idx` do not contribute to the gradient
+        max_norm: each embedding vector looked up with norm larger than :attr:`max_norm` is
+            renormalized to norm :attr:`max_norm` (in place)
+        norm_type: the p of the p-norm for :attr:`max_norm`. Default ``2``.
+        scale_grad_by_freq: scale gradients by the inverse frequency of the words in the
+            mini-batch. Default ``False``.
+        sparse: if ``True``, the gradient w.r.t. the weight is a sparse tensor.
+
+    Shape:
+        - Input: :math:`(*)`, IntTensor or LongTensor of arbitrary shape containing the indices
+        - Output: :math:`(*, H)`, where `*` is the input shape and :math:`H=\text{embedding\_dim}`
+
+    Examples::
+
+        >>> embedding = manual_autograd.nn.Embedding(10, 3)
+        >>> embedding(torch.tensor([[1, 2, 4, 5], [4, 3, 2, 9]])).shape
+        torch.Size([2, 4, 3])
+    """
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.embedding(
+            input, self.weight, self.padding_idx, self.max_norm, self.norm_type, self.scale_grad_by_freq, self.sparse
+        )

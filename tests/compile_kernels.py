@@ -32,6 +32,7 @@ except ImportError as e:  # pragma: no cover - a Triton without its compiler API
 from manual_autograd.kernels import activation_linear as al  # noqa: E402
 from manual_autograd.kernels import cross_entropy as ce  # noqa: E402
 from manual_autograd.kernels import gelu, leaky_relu, relu, silu  # noqa: E402
+from manual_autograd.kernels import dropout, embedding  # noqa: E402
 from manual_autograd.kernels import linear_cross_entropy as lce  # noqa: E402
 
 TARGET = GPUTarget("cuda", 90, 32)
@@ -119,6 +120,20 @@ def main() -> int:
                         {"b_ptr": P(dt), "b_rs": "i32", "t_ptr": "*i64", "t_s": "i32", "lse_ptr": P(dt), "zt_ptr": P(dt),
                          "zs_ptr": P(dt), "cw_ptr": P(dt), "rows": "i32", "width": "i32", "c0": "i32"},
                         {"SUM": sum_, "HAS_CW": cw, "ACC": acc, "BLOCK_R": 4, "BLOCK_C": 1024})
+        compile_one(f"dropout fwd {dt}", dropout._dropout_fwd,
+                    {"x_ptr": P(dt), "seed_ptr": "*i64", "out_ptr": P(dt), "mask_ptr": "*u8", "n": "i32", "q": "fp64"},
+                    {"ACC": acc, "BLOCK": 1024})
+        for gs in (0, 1):
+            compile_one(f"dropout bwd {dt} G_STRIDE={gs}", dropout._dropout_bwd,
+                        {"mask_ptr": "*u8", "g_ptr": P(dt), "gx_ptr": P(dt), "n": "i32", "q": "fp64"},
+                        {"G_STRIDE": gs, "ACC": acc, "BLOCK": 1024})
+        for it in ("*i64", "*i32"):
+            compile_one(f"embedding fwd {dt} idx {it}", embedding._embedding_fwd,
+                        {"w_ptr": P(dt), "idx_ptr": it, "out_ptr": P(dt), "D": "i32"}, {"BLOCK_D": 1024})
+            for freq in (False, True):
+                compile_one(f"embedding bwd {dt} idx {it} FREQ={freq}", embedding._embedding_bwd,
+                            {"idx_ptr": it, "g_ptr": P(dt), "cnt_ptr": "*i64", "acc_ptr": P(accs), "D": "i32",
+                             "padding_idx": "i64"}, {"G_STRIDE": 1, "FREQ": freq, "ACC": acc, "BLOCK_D": 1024})
     print(f"triton {triton.__version__}, sm_90: {count - len(failures)} of {count} compiled")
     for f in failures:
         print("FAIL", f)

@@ -23,7 +23,8 @@ SINGLE_THREAD = True
 def calls(monkeypatch):
     """Counts calls of every kernel launcher, by ``module.function`` name."""
     seen = {}
-    for mod_name in ("relu", "leaky_relu", "gelu", "silu", "cross_entropy", "activation_linear", "linear_cross_entropy"):
+    for mod_name in ("relu", "leaky_relu", "gelu", "silu", "cross_entropy", "activation_linear", "linear_cross_entropy",
+                     "dropout", "embedding"):
         mod = getattr(K, mod_name)
         for fn in ("forward", "backward", "softmax_scale_", "block_update_"):
             if hasattr(mod, fn):
@@ -84,6 +85,11 @@ OPS = {
         lambda x, w: F.linear_cross_entropy(x, w, _ce_target(8, 12), chunk_size=5, label_smoothing=0.1),
         lambda: (_x(8, 4), _x(12, 4)),
         {"linear_cross_entropy.block_update_", "linear_cross_entropy.softmax_scale_"},
+    ),
+    "embedding": (
+        lambda w: F.embedding(torch.tensor([[1, 4, 1], [0, 6, 1]]), w),
+        lambda: (_x(7, 5),),
+        {"embedding.forward", "embedding.backward"},
     ),
 }
 

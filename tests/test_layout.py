@@ -19,6 +19,8 @@ FUNCTIONS = [
     "LinearFunction", "ReLUFunction", "LeakyReLUFunction", "GELUFunction", "SiLUFunction",
     "CrossEntropyFunction", "ActivationLinearFunction", "LinearCrossEntropyFunction",
 ]
+OPS += ["dropout", "embedding"]
+FUNCTIONS += ["DropoutFunction", "EmbeddingFunction"]
 
 
 def _module_name(path: Path) -> str:

@@ -10,6 +10,8 @@ inputs: :mod:`manual_autograd.checks` checks arguments before the public functio
 from .activation_linear import ACTIVATIONS, ActivationLinearFunction
 from .base import Function, pack_bits, unpack_bits
 from .cross_entropy import CrossEntropyFunction
+from .dropout import DropoutFunction
+from .embedding import EmbeddingFunction
 from .gelu import GELUFunction
 from .leaky_relu import LeakyReLUFunction
 from .linear import LinearFunction
@@ -31,4 +33,6 @@ __all__ = [
     "default_chunk_size",
     "pack_bits",
     "unpack_bits",
+    "DropoutFunction",
+    "EmbeddingFunction",
 ]
