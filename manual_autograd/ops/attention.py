@@ -27,7 +27,7 @@ import math
 import torch
 
 from .. import backend
-from .base import Function, cast_like, opmath, save_for_jvp
+from .base import Function, cast_like, in_place, opmath, save_for_jvp
 
 __all__ = ["AttentionFunction", "KEY_BLOCK", "attention_forward", "attention_backward"]
 
@@ -106,20 +106,22 @@ def attention_forward(q, k, v, mask, dropout_p, is_causal, scale, seed, block):
     L, S, Ev = q.shape[-2], k.shape[-2], v.shape[-1]
     batch = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
     qs = opmath(q) * scale
+    fast = _fast()  # in place on this loop's own temporaries, outside torch.func and tracing
     m = qs.new_full((*batch, L, 1), _NEG_INF)  # running max of the scores per row
     l = qs.new_zeros((*batch, L, 1))  # running Σ exp(s − m)
     acc = qs.new_zeros((*batch, L, Ev))  # running Σ exp(s − m) keep v
     for i, (s0, s1) in enumerate(_blocks(S, block)):
-        s = _scores(qs, opmath(k[..., s0:s1, :]), mask, is_causal, s0, s1)
+        s = _scores(qs, opmath(k[..., s0:s1, :]), mask, is_causal, s0, s1, fast)
         m_new = torch.maximum(m, s.amax(-1, keepdim=True))
         # NOTE: a row that has seen only −inf keeps m = −inf; shift it by 0, so exp(−inf − 0) = 0, not NaN
         shift = torch.where(m_new == _NEG_INF, 0.0, m_new)
         alpha = torch.exp(m - shift)
-        pr = torch.exp(s - shift)
-        l = l * alpha + pr.sum(-1, keepdim=True)
+        pr = s.sub_(shift).exp_() if fast else torch.exp(s - shift)
+        l = l.mul_(alpha).add_(pr.sum(-1, keepdim=True)) if fast else l * alpha + pr.sum(-1, keepdim=True)
         if dropout_p > 0:
             pr = pr * _keep(seed, i, pr, dropout_p)
-        acc = acc * alpha + torch.matmul(pr, opmath(v[..., s0:s1, :]))
+        pv = torch.matmul(pr, opmath(v[..., s0:s1, :]))
+        acc = acc.mul_(alpha).add_(pv) if fast else acc * alpha + pv
         m = m_new
     shift = torch.where(m == _NEG_INF, 0.0, m)
     # a row that sees no key (l = 0, acc = 0): out = 0 and lse = −inf, as torch's CPU kernel
@@ -139,10 +141,12 @@ def attention_backward(q, k, v, mask, out, lse, grad_out, grad_lse, dropout_p, i
     go = None if grad_out is None else opmath(grad_out)
     D = None if go is None else (go * opmath(out)).sum(-1, keepdim=True)
     f = _dropout_scale(dropout_p)
+    fast = in_place(grad_out) if grad_out is not None else False  # in place on the loop's temporaries
     dq, dks, dvs, dms = 0.0, [], [], []
     for i, (s0, s1) in enumerate(_blocks(S, block)):
         kb, vb = opmath(k[..., s0:s1, :]), opmath(v[..., s0:s1, :])
-        P = torch.exp(_scores(qs, kb, mask, is_causal, s0, s1) - lse_)
+        P = _scores(qs, kb, mask, is_causal, s0, s1, fast)
+        P = P.sub_(lse_).exp_() if fast else torch.exp(P - lse_)
         dS = 0.0
         if go is not None:
             keep = None if dropout_p == 0 else _keep(seed, i, P, dropout_p)
@@ -153,13 +157,14 @@ def attention_backward(q, k, v, mask, out, lse, grad_out, grad_lse, dropout_p, i
                 dP = torch.matmul(go, vb.transpose(-1, -2))
                 if keep is not None:
                     dP = dP * keep * f
-                dS = P * (dP - D)
+                dS = dP.sub_(D).mul_(P) if fast else P * (dP - D)
         if grad_lse is not None and (need_q or need_k or need_m):
             dS = dS + P * opmath(grad_lse).unsqueeze(-1)
         if isinstance(dS, float):
             continue
         if need_q:
-            dq = dq + torch.matmul(dS, kb)
+            dSk = torch.matmul(dS, kb)
+            dq = dq.add_(dSk) if fast and not isinstance(dq, float) else dq + dSk
         if need_k:
             dks.append(torch.matmul(dS.transpose(-1, -2), qs).sum_to_size(*k.shape[:-2], s1 - s0, k.shape[-1]))
         if need_m:
@@ -189,18 +194,26 @@ def _cols(t, s0, s1):
     return t if t.shape[-1] == 1 else t[..., s0:s1]
 
 
-def _scores(qs, kb, mask, is_causal, s0, s1):
+def _scores(qs, kb, mask, is_causal, s0, s1, fast=False):
     """``(scale q) kbᵀ`` for keys ``s0:s1``, masked: −inf where a bool mask is False or the causal
-    mask hides the key, plus a float mask."""
+    mask hides the key, plus a float mask (in place on the fresh product with ``fast``)."""
     s = torch.matmul(qs, kb.transpose(-1, -2))
     if mask is not None:
         m = _cols(mask, s0, s1)
-        return s.masked_fill(m.logical_not(), _NEG_INF) if m.dtype == torch.bool else s + m
+        if m.dtype == torch.bool:
+            return s.masked_fill_(m.logical_not(), _NEG_INF) if fast else s.masked_fill(m.logical_not(), _NEG_INF)
+        return s.add_(m) if fast and m.dtype == s.dtype else s + m
     if is_causal:  # query i sees key j <= i (torch's tril of an (L, S) ones matrix)
         L = qs.shape[-2]
         hidden = torch.arange(s0, s1, device=qs.device) > torch.arange(L, device=qs.device).unsqueeze(1)
-        s = s.masked_fill(hidden, _NEG_INF)
+        s = s.masked_fill_(hidden, _NEG_INF) if fast else s.masked_fill(hidden, _NEG_INF)
     return s
+
+
+def _fast():
+    """Whether the forward may compute in place on its own temporaries: not under a torch.func
+    transform (a batched value cannot be written into an unbatched buffer) nor while tracing."""
+    return not (torch._C._are_functorch_transforms_active() or torch.compiler.is_compiling())
 
 
 def _safe_lse(lse):
