@@ -376,3 +376,40 @@ def test_signature_is_torchs():
     with pytest.raises(TypeError):  # scale is keyword-only, as torch's
         F.scaled_dot_product_attention(q, k, v, None, 0.0, False, 0.5)
     assert_close(F.scaled_dot_product_attention(q, k, v, None, 0.0, True), TF.scaled_dot_product_attention(q, k, v, None, 0.0, True))
+
+
+def test_kernel_dispatch_wiring(monkeypatch):
+    # the launchers' interface, played by the reference: 4-D (B, H, L, E) in, (out, lse) and (dq, dk, dv) out
+    from types import SimpleNamespace
+
+    from manual_autograd import backend
+
+    calls = []
+
+    def forward(q, k, v, is_causal, scale):
+        assert q.dim() == k.dim() == v.dim() == 4
+        calls.append("forward")
+        return attn_op.attention_forward(q, k, v, None, 0.0, is_causal, scale, 0, 3)
+
+    def backward(q, k, v, out, lse, grad_out, is_causal, scale):
+        assert lse.shape == q.shape[:-1] and grad_out.shape == out.shape
+        calls.append("backward")
+        return attn_op.attention_backward(q, k, v, None, out, lse, grad_out, None, 0.0, is_causal, scale, 0, 3, (True,) * 3 + (False,))[:3]
+
+    kernels = SimpleNamespace(attention=SimpleNamespace(forward=forward, backward=backward))
+    monkeypatch.setattr(backend, "kernels_for", lambda *t, grad=False: not (grad and torch.is_grad_enabled()))
+    monkeypatch.setattr(backend, "kernels", lambda: kernels)
+    q, k, v = qkv((3, 4, 2), (3, 7, 2), (3, 7, 5))  # 3-D: the op hands the launchers (1, 3, L, E)
+    out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    g = torch.randn_like(out)
+    ours = torch.autograd.grad(out, (q, k, v), g)
+    assert calls == ["forward", "backward"]
+    expect = TF.scaled_dot_product_attention(q, k, v, is_causal=True)
+    assert_close(out, expect)
+    for a, b in zip(ours, torch.autograd.grad(expect, (q, k, v), g)):
+        assert_close(a, b)
+    # a mask, dropout or grouped heads take the reference
+    calls.clear()
+    F.scaled_dot_product_attention(q, k, v, attn_mask=torch.ones(4, 7, dtype=torch.bool)).sum().backward()
+    F.scaled_dot_product_attention(q, k[:1], v[:1]).sum().backward()
+    assert calls == []
