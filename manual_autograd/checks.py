@@ -382,11 +382,17 @@ def linear_cross_entropy_chunked(input, target, weight, C: int, ignore_index: in
         torch._assert_async(~(((t < 0) | (t >= C)) & (t != ignore_index)).any())
 
 
+# torch >= 2.5 has grouped-query attention (enable_gqa); its builtin has no inspectable signature
+_TORCH_HAS_GQA = "enable_gqa" in (torch.nn.functional.scaled_dot_product_attention.__doc__ or "")
+
+
 def scaled_dot_product_attention(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa) -> None:
     """torch's checks of :func:`torch.nn.functional.scaled_dot_product_attention`, with the type it
     raises for each; the batch dims of ``query``, ``key``, ``value`` (after the grouped-query view
     with ``enable_gqa``) and ``attn_mask`` must broadcast to the output's, which the mask may not grow."""
     fn = "scaled_dot_product_attention"
+    if enable_gqa and not _TORCH_HAS_GQA:
+        raise TypeError(f"{fn}() got an unexpected keyword argument 'enable_gqa' (this torch, {torch.__version__}, has none)")
     for i, (name, t) in enumerate((("query", query), ("key", key), ("value", value)), 1):
         tensor(fn, name, t, i)
     if attn_mask is not None and not isinstance(attn_mask, Tensor):
