@@ -15,8 +15,9 @@
 
 Masks: ``attn_mask`` bool (True takes part) or float (added); ``is_causal``: query ``i`` sees key
 ``j ≤ i`` (torch's top-left ``tril`` of an ``(L, S)`` ones matrix, also when ``L ≠ S``). A row
-that sees no key gives ``out = 0`` and gradient 0 (torch's CPU ``scaled_dot_product_attention``;
-its ``lse`` is ``−inf``). Batch dims broadcast as in ``matmul``, so grouped-query attention is a
+that sees no key gives ``out = 0`` and gradient 0, as torch's ``scaled_dot_product_attention``
+(its math backend and its fused CPU kernel alike; the softmax a user writes gives NaN); its
+``lse`` is ``−inf``. Batch dims broadcast as in ``matmul``, so grouped-query attention is a
 view (``q`` as ``(…, Hkv, G, L, E)`` against ``k`` as ``(…, Hkv, 1, S, E)``), never a copy.
 """
 
