@@ -26,6 +26,7 @@ from .ops import (
     SiLUFunction,
     default_chunk_size,
 )
+from .ops import attention as _attention  # its KEY_BLOCK, read at each call
 
 __all__ = [
     "linear",
@@ -302,8 +303,6 @@ def scaled_dot_product_attention(
         if torch.is_autocast_enabled(dev.type):  # torch's policy: attention runs in the autocast dtype
             query, key, value, attn_mask = _autocast(torch.get_autocast_dtype(dev.type), dev, query, key, value, attn_mask)
     checks.scaled_dot_product_attention(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa)
-    from .ops import attention as _attn
-
     E = query.shape[-1]
     scale = (1.0 / math.sqrt(E) if E else 1.0) if scale is None else float(scale)
     p = float(dropout_p) if dropout_p > 0 else 0.0
@@ -318,5 +317,5 @@ def scaled_dot_product_attention(
         elif hk != hq or hv != hq:  # key and value grouped differently: expanded, as torch does
             k = k.repeat_interleave(hq // hk, -3) if hk != hq else k
             v = v.repeat_interleave(hq // hv, -3) if hv != hq else v
-    out = AttentionFunction.apply(q, k, v, mask, p, bool(is_causal), scale, seed, _attn.KEY_BLOCK)[0]
+    out = AttentionFunction.apply(q, k, v, mask, p, bool(is_causal), scale, seed, _attention.KEY_BLOCK)[0]
     return out.flatten(-4, -3) if grouped else out

@@ -48,6 +48,7 @@ CASES = {
     "causal-L>S": ((1, 2, 7, 3), (1, 2, 4, 3), (1, 2, 4, 3), {"is_causal": True}, None),
     "bool-mask": ((2, 2, 4, 3), (2, 2, 7, 3), (2, 2, 7, 3), {}, ((2, 1, 4, 7), "bool")),
     "float-mask": ((2, 2, 4, 3), (2, 2, 7, 3), (2, 2, 7, 3), {}, ((4, 7), "float")),
+    "float-mask-per-row": ((2, 2, 4, 3), (2, 2, 7, 3), (2, 2, 7, 3), {}, ((2, 1, 4, 1), "float")),
     "scale": ((1, 2, 4, 3), (1, 2, 7, 3), (1, 2, 7, 3), {"scale": 0.7}, None),
     "Ev!=E": ((1, 2, 4, 3), (1, 2, 7, 3), (1, 2, 7, 5), {}, None),
     "3d": ((2, 4, 3), (2, 7, 3), (2, 7, 2), {}, None),
@@ -132,6 +133,17 @@ def test_values_and_gradients_equal_torch(name, dtype):
         assert_close(a, b, **tol)
     if not kw.get("enable_gqa"):  # the explicit math (no grouped heads in it)
         assert_close(out, math_attention(q, k, v, **{n: kw[n] for n in kw if n != "enable_gqa"}), **tol)
+
+
+def test_heads_last_layout_and_one_input_needing_a_gradient():
+    # q, k, v as (B, L, H, E).transpose(1, 2), the layout a projection gives; only q needs a gradient
+    g = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(2, n, 2, 3, generator=g, dtype=torch.float64).transpose(1, 2) for n in (4, 7, 7))
+    q.requires_grad_()
+    out, expect = F.scaled_dot_product_attention(q, k, v, is_causal=True), TF.scaled_dot_product_attention(q, k, v, is_causal=True)
+    assert_close(out, expect)
+    w = torch.randn_like(out)
+    assert_close(torch.autograd.grad(out, q, w)[0], torch.autograd.grad(expect, q, w)[0])
 
 
 def test_default_block_equals_small_blocks(monkeypatch):
