@@ -278,7 +278,9 @@ def scaled_dot_product_attention(
     probabilities block by block of keys in backward. ``is_causal``: query ``i`` sees key ``j ≤ i``
     (torch's top-left alignment, also when ``L ≠ S``); a row that sees no key gives 0, as torch's
     (math and CPU kernel alike). Dropout regenerates its mask from a seed drawn from torch's generator: the mask
-    is not torch's (whose fused kernels draw their own), its law is. Grouped-query attention is
+    is not torch's (whose fused kernels draw their own), its law is; with dropout, a
+    ``torch.compile(fullgraph=True)`` graph breaks (the seed is read as a Python int, the
+    generator is an opaque object) and torch.func transforms are not supported. Grouped-query attention is
     a view of ``query`` as ``(…, Hkv, G, L, E)`` against ``key``/``value`` as ``(…, Hkv, 1, S, E)``,
     not a ``repeat_interleave`` copy. There is no module twin: :class:`torch.nn.MultiheadAttention`
     takes its own path, and :mod:`manual_autograd.convert` leaves it as it is.
