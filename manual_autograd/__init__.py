@@ -16,6 +16,7 @@ from .health import HealthMonitor
 from .ledger import Ledger, ledger  # `ledger` is the function; `from manual_autograd.ledger import ...` still works
 from .ops import (
     ActivationLinearFunction,
+    AttentionFunction,
     CrossEntropyFunction,
     DropoutFunction,
     EmbeddingFunction,

@@ -36,6 +36,7 @@ __all__ = [
     "dropout",
     "embedding",
     "embedding_indices",
+    "scaled_dot_product_attention",
 ]
 
 
@@ -423,3 +424,86 @@ def embedding_indices(input: Tensor, num: int) -> None:
         raise IndexError(
             f"embedding(): expected 'input' indices in [0, {num}) (num_embeddings), got {int(input[bad].reshape(-1)[0])}"
         )
+
+
+# torch >= 2.5 has grouped-query attention (enable_gqa); its builtin has no inspectable signature
+_TORCH_HAS_GQA = "enable_gqa" in (torch.nn.functional.scaled_dot_product_attention.__doc__ or "")
+
+
+def scaled_dot_product_attention(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa) -> None:
+    """torch's checks of :func:`torch.nn.functional.scaled_dot_product_attention`, with the type it
+    raises for each; the batch dims of ``query``, ``key``, ``value`` (after the grouped-query view
+    with ``enable_gqa``) and ``attn_mask`` must broadcast to the output's, which the mask may not grow."""
+    fn = "scaled_dot_product_attention"
+    if enable_gqa and not _TORCH_HAS_GQA:
+        raise TypeError(f"{fn}() got an unexpected keyword argument 'enable_gqa' (this torch, {torch.__version__}, has none)")
+    for i, (name, t) in enumerate((("query", query), ("key", key), ("value", value)), 1):
+        tensor(fn, name, t, i)
+    if attn_mask is not None and not isinstance(attn_mask, Tensor):
+        raise TypeError(f"{fn}(): argument 'attn_mask' must be Tensor, not {type(attn_mask).__name__}")
+    for name, value_ in (("dropout_p", dropout_p), ("scale", scale)):
+        if value_ is not None and (isinstance(value_, Tensor) or not isinstance(value_, (int, float))):
+            raise TypeError(f"{fn}(): argument '{name}' must be float, not {type(value_).__name__}")
+    if dropout_p is None:
+        raise TypeError(f"{fn}(): argument 'dropout_p' must be float, not NoneType")
+    for name, flag in (("is_causal", is_causal), ("enable_gqa", enable_gqa)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{fn}(): argument '{name}' must be bool, not {type(flag).__name__}")
+    if query.dim() < 2 or key.dim() < 2 or value.dim() < 2:
+        raise RuntimeError(
+            f"{fn}(): expected 'query', 'key' and 'value' of at least 2 dims, got query.dim: {query.dim()}, "
+            f"key.dim: {key.dim()} and value.dim: {value.dim()}"
+        )
+    if not (query.dtype == key.dtype == value.dtype):
+        raise RuntimeError(
+            f"{fn}(): expected 'query', 'key' and 'value' of the same dtype, got query.dtype: {query.dtype}, "
+            f"key.dtype: {key.dtype} and value.dtype: {value.dtype}"
+        )
+    if not query.is_floating_point():
+        raise RuntimeError(f"{fn}(): expected 'query', 'key' and 'value' of a floating-point dtype, got {query.dtype}")
+    if not (query.device == key.device == value.device):
+        raise RuntimeError(
+            f"{fn}(): expected 'query', 'key' and 'value' on one device, got {query.device}, {key.device} and {value.device}"
+        )
+    if key.shape[-1] != query.shape[-1]:
+        raise RuntimeError(
+            f"{fn}(): expected 'key' of shape (..., S, {query.shape[-1]}) (E like 'query'), got shape {shape(key)}"
+        )
+    if value.shape[-2] != key.shape[-2]:
+        raise RuntimeError(
+            f"{fn}(): expected 'value' of shape (..., {key.shape[-2]}, Ev) (S like 'key'), got shape {shape(value)}"
+        )
+    kb, vb = key.shape[:-2], value.shape[:-2]
+    if enable_gqa and query.dim() >= 3 and key.dim() >= 3 and value.dim() >= 3:
+        hq, hk, hv = query.shape[-3], key.shape[-3], value.shape[-3]
+        if hk == 0 or hv == 0 or hq % hk or hq % hv:
+            raise RuntimeError(
+                f"{fn}(): with enable_gqa=True the number of heads of 'key' ({hk}) and of 'value' ({hv}) must "
+                f"divide the number of heads of 'query' ({hq})"
+            )
+        kb, vb = kb[:-1] + (hq,), vb[:-1] + (hq,)
+    try:
+        batch = torch.broadcast_shapes(query.shape[:-2], kb, vb)
+    except RuntimeError:
+        raise RuntimeError(
+            f"{fn}(): expected the batch dims of 'query', 'key' and 'value' to broadcast, got shapes "
+            f"{shape(query)}, {shape(key)} and {shape(value)}" + ("" if enable_gqa else " (grouped heads need enable_gqa=True)")
+        ) from None
+    if attn_mask is not None:
+        if is_causal:
+            raise RuntimeError(f"{fn}(): an explicit 'attn_mask' should not be set when is_causal=True")
+        if not (attn_mask.dtype in (torch.bool, torch.float32) or attn_mask.dtype == query.dtype):
+            raise RuntimeError(
+                f"{fn}(): expected 'attn_mask' of dtype bool or float or {query.dtype} like 'query', got {attn_mask.dtype}"
+            )
+        if attn_mask.device != query.device:
+            raise RuntimeError(f"{fn}(): expected 'attn_mask' on {query.device} like 'query', got {attn_mask.device}")
+        full = (*batch, query.shape[-2], key.shape[-2])
+        try:
+            fits = torch.broadcast_shapes(attn_mask.shape, full) == full
+        except RuntimeError:
+            fits = False
+        if not fits:
+            raise RuntimeError(f"{fn}(): expected 'attn_mask' broadcastable to shape {full}, got shape {shape(attn_mask)}")
+    if dropout_p > 1:
+        raise RuntimeError(f"{fn}(): dropout probability has to be between 0 and 1, but got {dropout_p}")

@@ -6,6 +6,7 @@ or mutated) and applies the hand-written Function (:mod:`manual_autograd.ops`).
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
@@ -15,6 +16,7 @@ from torch.nn import _reduction
 from . import backend, checks
 from .ops import (
     ActivationLinearFunction,
+    AttentionFunction,
     CrossEntropyFunction,
     DropoutFunction,
     EmbeddingFunction,
@@ -26,6 +28,7 @@ from .ops import (
     SiLUFunction,
     default_chunk_size,
 )
+from .ops import attention as _attention  # its KEY_BLOCK, read at each call
 
 __all__ = [
     "linear",
@@ -40,6 +43,7 @@ __all__ = [
     "linear_cross_entropy",
     "dropout",
     "embedding",
+    "scaled_dot_product_attention",
 ]
 
 
@@ -313,3 +317,67 @@ def embedding(
         if input.device.type == "cpu":
             checks.embedding_indices(input, num)
         raise
+
+
+def scaled_dot_product_attention(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    attn_mask: Optional[Tensor] = None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    *,
+    scale: Optional[float] = None,
+    enable_gqa: bool = False,
+) -> Tensor:
+    r"""``softmax(query keyᵀ · scale + mask) value``, keeping one log-sum-exp per query row, never the probabilities.
+
+    Same signature and result as :func:`torch.nn.functional.scaled_dot_product_attention`
+    (``enable_gqa`` as torch ≥ 2.5 has it). :class:`~manual_autograd.ops.AttentionFunction` saves
+    ``query``, ``key``, ``value``, the output and the per-row log-sum-exp, and recomputes the
+    probabilities block by block of keys in backward. ``is_causal``: query ``i`` sees key ``j ≤ i``
+    (torch's top-left alignment, also when ``L ≠ S``); a row that sees no key gives 0, as torch's
+    (math and CPU kernel alike). Dropout regenerates its mask from a seed drawn from torch's generator: the mask
+    is not torch's (whose fused kernels draw their own), its law is; with dropout, a
+    ``torch.compile(fullgraph=True)`` graph breaks (the seed is read as a Python int, the
+    generator is an opaque object) and torch.func transforms are not supported. Grouped-query attention is
+    a view of ``query`` as ``(…, Hkv, G, L, E)`` against ``key``/``value`` as ``(…, Hkv, 1, S, E)``,
+    not a ``repeat_interleave`` copy. There is no module twin: :class:`torch.nn.MultiheadAttention`
+    takes its own path, and :mod:`manual_autograd.convert` leaves it as it is.
+
+    Args:
+        query: ``(…, L, E)``.
+        key: ``(…, S, E)``.
+        value: ``(…, S, Ev)``.
+        attn_mask: bool (True takes part) or float (added), broadcastable to ``(…, L, S)``; optional.
+        dropout_p: probability of dropping an attention weight (torch ignores ``p ≤ 0``).
+        is_causal: the causal mask (not with ``attn_mask``).
+        scale: the factor of ``query keyᵀ``; ``None`` means ``1/√E``.
+        enable_gqa: ``key``/``value`` heads (dim −3) divide ``query``'s, each serving a group.
+
+    Examples::
+
+        >>> q, k, v = (torch.randn(2, 8, 128, 64, requires_grad=True) for _ in range(3))
+        >>> scaled_dot_product_attention(q, k, v, is_causal=True).sum().backward()
+    """
+    if torch._C._is_any_autocast_enabled() and isinstance(query, Tensor):
+        dev = query.device
+        if torch.is_autocast_enabled(dev.type):  # torch's policy: attention runs in the autocast dtype
+            query, key, value, attn_mask = _autocast(torch.get_autocast_dtype(dev.type), dev, query, key, value, attn_mask)
+    checks.scaled_dot_product_attention(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa)
+    E = query.shape[-1]
+    scale = (1.0 / math.sqrt(E) if E else 1.0) if scale is None else float(scale)
+    p = float(dropout_p) if dropout_p > 0 else 0.0
+    seed = int(torch.randint(0, 2**62, (), dtype=torch.int64)) if p > 0 else 0
+    q, k, v, mask, grouped = query, key, value, attn_mask, False
+    if enable_gqa and min(q.dim(), k.dim(), v.dim()) >= 3:
+        hq, hk, hv = q.shape[-3], k.shape[-3], v.shape[-3]
+        if hk == hv and hk != hq:  # one group of G = hq / hk query heads per key/value head: a view
+            q, k, v, grouped = q.unflatten(-3, (hk, hq // hk)), k.unsqueeze(-3), v.unsqueeze(-3), True
+            if mask is not None and mask.dim() >= 3:
+                mask = mask.unflatten(-3, (hk, hq // hk)) if mask.shape[-3] == hq else mask.unsqueeze(-3)
+        elif hk != hq or hv != hq:  # key and value grouped differently: expanded, as torch does
+            k = k.repeat_interleave(hq // hk, -3) if hk != hq else k
+            v = v.repeat_interleave(hq // hv, -3) if hv != hq else v
+    out = AttentionFunction.apply(q, k, v, mask, p, bool(is_causal), scale, seed, _attention.KEY_BLOCK)[0]
+    return out.flatten(-4, -3) if grouped else out

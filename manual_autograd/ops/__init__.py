@@ -8,6 +8,7 @@ inputs: :mod:`manual_autograd.checks` checks arguments before the public functio
 """
 
 from .activation_linear import ACTIVATIONS, ActivationLinearFunction
+from .attention import AttentionFunction
 from .base import Function, pack_bits, unpack_bits
 from .cross_entropy import CrossEntropyFunction
 from .dropout import DropoutFunction
@@ -29,6 +30,7 @@ __all__ = [
     "CrossEntropyFunction",
     "ActivationLinearFunction",
     "LinearCrossEntropyFunction",
+    "AttentionFunction",
     "ACTIVATIONS",
     "default_chunk_size",
     "pack_bits",
