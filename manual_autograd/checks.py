@@ -7,6 +7,7 @@ argument, what was expected and what came. Nothing here computes an op.
 from __future__ import annotations
 
 import functools
+import numbers
 
 import torch
 from torch import Tensor
@@ -33,6 +34,13 @@ __all__ = [
     "activation_linear",
     "linear_cross_entropy",
     "linear_cross_entropy_chunked",
+    "slope",
+    "gelu_approximate",
+    "activation_name",
+    "activation_param",
+    "reduction_",
+    "label_smoothing_",
+    "probability_dtype",
 ]
 
 
@@ -211,23 +219,19 @@ def linear_ok(input, weight, bias) -> bool:
     )
 
 
-def leaky_relu(input, negative_slope, inplace: bool) -> None:
+def leaky_relu(input, negative_slope, inplace: bool) -> float:
+    """Check ``leaky_relu``'s arguments; returns the slope as a float."""
     tensor("leaky_relu", "input", input, 1)
     floating("leaky_relu", input)
-    if isinstance(negative_slope, Tensor) or not isinstance(negative_slope, (int, float)):
-        raise TypeError(
-            f"leaky_relu(): argument 'negative_slope' must be a number, got {type(negative_slope).__name__}"
-        )
+    negative_slope = slope("leaky_relu", negative_slope)
     if inplace:
         inplace_input("leaky_relu", input)
+    return negative_slope
 
 
 def gelu(input, approximate) -> None:
     tensor("gelu", "input", input, 1)
-    if not isinstance(approximate, str):
-        raise TypeError(f"gelu(): argument 'approximate' must be str, not {type(approximate).__name__}")
-    if approximate != "none" and approximate != "tanh":
-        raise RuntimeError(f"gelu(): argument 'approximate' must be 'none' or 'tanh', got {approximate!r}")
+    gelu_approximate("gelu", approximate)
     floating("gelu", input)
 
 
@@ -240,11 +244,10 @@ def silu(input, inplace: bool) -> None:
 
 def cross_entropy(input: Tensor, target: Tensor, weight, ignore_index: int, reduction: str, label_smoothing) -> Tensor:
     """Check ``cross_entropy``'s arguments (``input`` and ``target`` already known tensors);
-    returns the target as the op reads it (class probabilities in the input's dtype)."""
-    if reduction not in ("none", "mean", "sum"):
-        raise ValueError(f"cross_entropy(): argument 'reduction' must be 'none', 'mean' or 'sum', got {reduction!r}")
-    if not 0.0 <= label_smoothing <= 1.0:
-        raise RuntimeError(f"cross_entropy(): argument 'label_smoothing' must be in [0.0, 1.0], got {label_smoothing}")
+    returns the target. Class probabilities keep their dtype: the loss computes in the dtype of
+    logits, target and class weight promoted together (:func:`probability_dtype`), as torch's."""
+    reduction_("cross_entropy", reduction)
+    label_smoothing_("cross_entropy", label_smoothing)
     if input.dim() == 0:
         raise RuntimeError("cross_entropy(): expected 'input' of shape (C), (N, C) or (N, C, d1, ...), got a 0-dim tensor")
     floating("cross_entropy", input)
@@ -255,7 +258,10 @@ def cross_entropy(input: Tensor, target: Tensor, weight, ignore_index: int, redu
             raise RuntimeError(
                 f"cross_entropy(): expected 'weight' of shape ({C},), one per class, got shape {shape(weight)}"
             )
-        like("cross_entropy", "weight", weight, "input", input)
+        if target.shape != input.shape:  # class indices: the weight in the logits' dtype, as nll_loss wants
+            like("cross_entropy", "weight", weight, "input", input)
+        elif weight.device != input.device:
+            raise RuntimeError(f"cross_entropy(): expected 'weight' on {input.device} like 'input', got {weight.device}")
     if target.device != input.device:
         raise RuntimeError(f"cross_entropy(): expected 'target' on {input.device} like 'input', got {target.device}")
     if target.shape != input.shape:  # class indices
@@ -270,7 +276,7 @@ def cross_entropy(input: Tensor, target: Tensor, weight, ignore_index: int, redu
         raise RuntimeError(
             f"cross_entropy(): argument 'ignore_index' ({ignore_index}) is not supported with class-probability targets"
         )
-    return target.to(input.dtype)
+    return target
 
 
 def activation_linear(input, weight, bias, activation, negative_slope, approximate):
@@ -278,8 +284,7 @@ def activation_linear(input, weight, bias, activation, negative_slope, approxima
     fn = "activation_linear"
     tensor(fn, "input", input, 1)
     tensor(fn, "weight", weight, 2)
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"{fn}(): argument 'activation' must be one of {tuple(ACTIVATIONS)}, got {activation!r}")
+    activation_name(fn, activation)
     if input.dim() == 0:
         raise RuntimeError(f"{fn}(): expected 'input' of shape (*, in_features) with at least 1 dim, got a 0-dim tensor")
     floating(fn, input)
@@ -290,14 +295,7 @@ def activation_linear(input, weight, bias, activation, negative_slope, approxima
         if tuple(bias.shape) != (weight.shape[0],):
             raise RuntimeError(f"{fn}(): expected 'bias' of shape ({weight.shape[0]},), got shape {shape(bias)}")
         like(fn, "bias", bias, "weight", weight)
-    if activation == "leaky_relu":
-        number(fn, "negative_slope", negative_slope)
-        return float(negative_slope)
-    if activation == "gelu":
-        if approximate != "none" and approximate != "tanh":
-            raise RuntimeError(f"{fn}(): argument 'approximate' must be 'none' or 'tanh', got {approximate!r}")
-        return approximate
-    return None
+    return activation_param(fn, activation, negative_slope, approximate)
 
 
 def linear_cross_entropy(input, linear_weight, target, linear_bias, reduction, ignore_index, label_smoothing, chunk_size):
@@ -307,11 +305,9 @@ def linear_cross_entropy(input, linear_weight, target, linear_bias, reduction, i
     tensor(fn, "input", input, 1)
     tensor(fn, "linear_weight", linear_weight, 2)
     tensor(fn, "target", target, 3)
-    if reduction not in ("none", "mean", "sum"):
-        raise ValueError(f"{fn}(): argument 'reduction' must be 'none', 'mean' or 'sum', got {reduction!r}")
+    reduction_(fn, reduction)
     number(fn, "label_smoothing", label_smoothing)
-    if not 0.0 <= label_smoothing <= 1.0:
-        raise RuntimeError(f"{fn}(): argument 'label_smoothing' must be in [0.0, 1.0], got {label_smoothing}")
+    label_smoothing_(fn, label_smoothing)
     if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int)):
         raise TypeError(f"{fn}(): argument 'chunk_size' must be an int or None, got {type(chunk_size).__name__}")
     if chunk_size is not None and chunk_size < 1:
@@ -379,3 +375,62 @@ def linear_cross_entropy_chunked(input, target, weight, C: int, ignore_index: in
     else:  # no host sync: fails at the next sync point; int64, as a uint8 target would wrap ignore_index
         t = t.long()
         torch._assert_async(~(((t < 0) | (t >= C)) & (t != ignore_index)).any())
+
+
+def slope(fn: str, value) -> float:
+    """``negative_slope`` as torch's argument parser takes a Number: a real Python or NumPy
+    number (bool too) or a 0-dim tensor that requires no gradient; returned as a float."""
+    if isinstance(value, Tensor):
+        if value.dim() != 0 or value.requires_grad:
+            raise TypeError(
+                f"{fn}(): argument 'negative_slope' must be a number or a 0-dim tensor that requires no grad, "
+                f"got a tensor of shape {shape(value)}{' requiring grad' if value.requires_grad else ''}"
+            )
+        value = value.item()
+    elif not isinstance(value, numbers.Number):
+        raise TypeError(f"{fn}(): argument 'negative_slope' must be a number, got {type(value).__name__}")
+    if isinstance(value, complex):  # (what torch raises converting a complex scalar)
+        raise RuntimeError(f"{fn}(): argument 'negative_slope' must be real, got {value}")
+    return float(value)
+
+
+def gelu_approximate(fn: str, value, error: type = RuntimeError) -> None:
+    """GELU's ``approximate``: ``'none'`` or ``'tanh'`` (``error`` for another string, as torch's
+    functional raises RuntimeError and a module's constructor may raise ValueError)."""
+    if not isinstance(value, str):
+        raise TypeError(f"{fn}(): argument 'approximate' must be str, not {type(value).__name__}")
+    if value != "none" and value != "tanh":
+        raise error(f"{fn}(): argument 'approximate' must be 'none' or 'tanh', got {value!r}")
+
+
+def activation_name(fn: str, activation) -> None:
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"{fn}(): argument 'activation' must be one of {tuple(ACTIVATIONS)}, got {activation!r}")
+
+
+def activation_param(fn: str, activation: str, negative_slope, approximate, error: type = RuntimeError):
+    """The fused activation's parameter as the op takes it: leaky_relu's slope (a float), gelu's
+    approximation, else None; each checked as the activation's own functional checks it."""
+    if activation == "leaky_relu":
+        return slope(fn, negative_slope)
+    if activation == "gelu":
+        gelu_approximate(fn, approximate, error)
+        return approximate
+    return None
+
+
+def reduction_(fn: str, reduction) -> None:
+    if reduction not in ("none", "mean", "sum"):
+        raise ValueError(f"{fn}(): argument 'reduction' must be 'none', 'mean' or 'sum', got {reduction!r}")
+
+
+def label_smoothing_(fn: str, value) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise RuntimeError(f"{fn}(): argument 'label_smoothing' must be in [0.0, 1.0], got {value}")
+
+
+def probability_dtype(input: Tensor, target: Tensor, weight) -> torch.dtype:
+    """The dtype torch computes a class-probability cross-entropy in: logits, target and class
+    weight promoted together (bf16 logits with float32 targets give a float32 loss)."""
+    dtype = torch.promote_types(input.dtype, target.dtype)
+    return dtype if weight is None else torch.promote_types(dtype, weight.dtype)

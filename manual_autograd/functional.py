@@ -88,8 +88,7 @@ def relu_(input: Tensor) -> Tensor:
 
 def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
     r"""Apply ``x if x > 0 else negative_slope * x``. See :class:`manual_autograd.nn.LeakyReLU`."""
-    checks.leaky_relu(input, negative_slope, inplace)
-    negative_slope = float(negative_slope)
+    negative_slope = checks.leaky_relu(input, negative_slope, inplace)
     if inplace and negative_slope < 0 and checks.grad_view(input):
         # the Function also returns its mask, and autograd lets a Function that modifies a view in
         # place return nothing else: compute out of place (the mask is still all that is saved), copy back
@@ -149,6 +148,10 @@ def cross_entropy(
         with torch.autocast(input.device.type, enabled=False):
             return cross_entropy(input, target, weight, None, ignore_index, None, reduction, label_smoothing)
     target = checks.cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing)
+    if target.is_floating_point():  # class probabilities: computed in the promoted dtype, as torch's
+        dtype = checks.probability_dtype(input, target, weight)
+        input, target = input.to(dtype), target.to(dtype)
+        weight = None if weight is None else weight.to(dtype)
     if not target.is_floating_point() and target.device.type == "cpu" and backend.kernels_for(input, weight):
         # the interpreted kernels raise nothing for a class out of range (on CUDA: NaN rows); nll_loss does
         checks.target_values(target, input.shape[0] if input.dim() == 1 else input.shape[1], ignore_index)
@@ -253,3 +256,11 @@ def linear_cross_entropy(
         float(label_smoothing), int(chunk),
     )[0]
     return out.reshape(target.shape) if reduction == "none" and out.shape != target.shape else out
+
+
+# torch.fx: each public function is a leaf of a symbolic trace (one call_function node), as
+# torch.nn.functional's are; otherwise the tracer would run the checks and the Function on a Proxy.
+# wrap patches this module's globals while tracing, so nn.py's ``F.linear(...)`` calls trace too.
+for _name in __all__:
+    torch.fx.wrap(_name)
+del _name

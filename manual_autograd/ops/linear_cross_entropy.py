@@ -122,6 +122,8 @@ def _forward_blocks(x, weight, bias, t, class_weight, eps, chunk):
         lse.append(lse_r)
         z_t.append(z_t_r)
         z_sum.append(z_sum_r)
+    if not lse:  # no rows: empty per-row values (the mean then is 0/0 = nan, as torch's)
+        lse = z_t = z_sum = [x.new_empty(0)]
     return _nan_at_inf(torch.cat(lse)), torch.cat(z_t), torch.cat(z_sum)
 
 
@@ -134,8 +136,9 @@ def _backward_blocks(x, weight, bias, t, class_weight, lse, onehot, row_sum, smo
     """
     rows, C = x.shape[0], weight.shape[0]
     grad_x = torch.zeros_like(x) if need_x else None
-    grad_w = torch.empty_like(weight) if need_w else None
-    grad_b = torch.empty_like(bias) if need_b else None
+    # written block by block from the first tile of rows; with no rows they stay zero
+    grad_w = (torch.empty_like if rows else torch.zeros_like)(weight) if need_w else None
+    grad_b = (torch.empty_like if rows else torch.zeros_like)(bias) if need_b else None
     tile = _tile_rows(rows, x.shape[1], 2 * chunk)  # half the input's size: the peak holds dL/dW too
     buf = _buffer(x[:tile], min(chunk, C))
     lse_col, r_col = lse.unsqueeze(1), row_sum.unsqueeze(1)
