@@ -279,8 +279,10 @@ def cross_entropy(input: Tensor, target: Tensor, weight, ignore_index: int, redu
     return target
 
 
-def activation_linear(input, weight, bias, activation, negative_slope, approximate):
-    """Check ``activation_linear``'s arguments; returns the activation's parameter as the op takes it."""
+def activation_linear(input, weight, bias, activation, negative_slope, approximate, act_dtype=None):
+    """Check ``activation_linear``'s arguments; returns the activation's parameter as the op takes it.
+    ``act_dtype``: the dtype ``act(input)`` enters the Linear in, where it is not the input's
+    (autocast casts it, as it casts the unfused chain's Linear input)."""
     fn = "activation_linear"
     tensor(fn, "input", input, 1)
     tensor(fn, "weight", weight, 2)
@@ -289,7 +291,8 @@ def activation_linear(input, weight, bias, activation, negative_slope, approxima
         raise RuntimeError(f"{fn}(): expected 'input' of shape (*, in_features) with at least 1 dim, got a 0-dim tensor")
     floating(fn, input)
     weight_shape(fn, input, weight)
-    like(fn, "weight", weight, "input", input)
+    if act_dtype is None or act_dtype != weight.dtype or input.device != weight.device:
+        like(fn, "weight", weight, "input", input)
     if bias is not None:
         tensor(fn, "bias", bias, 3)
         if tuple(bias.shape) != (weight.shape[0],):

@@ -6,6 +6,7 @@ or mutated) and applies the hand-written Function (:mod:`manual_autograd.ops`).
 
 from __future__ import annotations
 
+import contextlib
 from typing import Optional
 
 import torch
@@ -43,12 +44,12 @@ def _autocast(dtype: torch.dtype, device: torch.device, *tensors):
     """Cast what autocast casts (floating-point tensors on its device, float64 excepted), as the
     native ops' policy: linear runs in the autocast dtype, cross_entropy in float32, the
     activations in their input's dtype (no cast)."""
-    return tuple(
-        t.to(dtype)
-        if isinstance(t, Tensor) and t.is_floating_point() and t.dtype != torch.float64 and t.device == device
-        else t
-        for t in tensors
-    )
+    return tuple(t.to(dtype) if _autocasts(t, device) else t for t in tensors)
+
+
+def _autocasts(t, device: torch.device) -> bool:
+    """Whether autocast casts ``t``: a floating-point tensor on its device, float64 excepted."""
+    return isinstance(t, Tensor) and t.is_floating_point() and t.dtype != torch.float64 and t.device == device
 
 
 def linear(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
@@ -190,7 +191,13 @@ def activation_linear(
         >>> activation_linear(z, w, b, "gelu").shape
         torch.Size([8, 30])
     """
-    param = checks.activation_linear(input, weight, bias, activation, negative_slope, approximate)
+    act_dtype = None
+    if torch._C._is_any_autocast_enabled() and isinstance(input, Tensor) and torch.is_autocast_enabled(input.device.type):
+        # the unfused chain's policy: the activation in z's dtype, the Linear in the autocast dtype
+        dev, dtype = input.device, torch.get_autocast_dtype(input.device.type)
+        act_dtype = dtype if _autocasts(input, dev) else input.dtype
+        weight, bias = _autocast(dtype, dev, weight, bias)
+    param = checks.activation_linear(input, weight, bias, activation, negative_slope, approximate, act_dtype)
     return ActivationLinearFunction.apply(input, weight, bias, activation, param)
 
 
@@ -235,6 +242,13 @@ def linear_cross_entropy(
         >>> w = torch.randn(1000, 32, requires_grad=True)
         >>> linear_cross_entropy(x, w, torch.randint(0, 1000, (64,))).backward()
     """
+    autocast = torch._C._is_any_autocast_enabled() and isinstance(input, Tensor) and torch.is_autocast_enabled(input.device.type)
+    if autocast:
+        # float32 in, as the policy's cross-entropy: the unfused path's linear then casts to the
+        # autocast dtype, as the native chain's; the chunked path computes its blocks in float32
+        input, linear_weight, linear_bias, weight = _autocast(
+            torch.float32, input.device, input, linear_weight, linear_bias, weight
+        )
     logits_shape, probabilities = checks.linear_cross_entropy(
         input, linear_weight, target, linear_bias, reduction, ignore_index, label_smoothing, chunk_size
     )
@@ -251,10 +265,11 @@ def linear_cross_entropy(
     checks.linear_cross_entropy_chunked(input, target, weight, C, ignore_index, logits_shape)
     x = input if input.dim() == 2 else input.unsqueeze(0)
     chunk = chunk_size or default_chunk_size(C)
-    out = LinearCrossEntropyFunction.apply(
-        x, linear_weight, linear_bias, target.reshape(-1), weight, int(ignore_index), reduction,
-        float(label_smoothing), int(chunk),
-    )[0]
+    with torch.autocast(input.device.type, enabled=False) if autocast else contextlib.nullcontext():
+        out = LinearCrossEntropyFunction.apply(
+            x, linear_weight, linear_bias, target.reshape(-1), weight, int(ignore_index), reduction,
+            float(label_smoothing), int(chunk),
+        )[0]
     return out.reshape(target.shape) if reduction == "none" and out.shape != target.shape else out
 
 

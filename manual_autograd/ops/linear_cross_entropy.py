@@ -20,7 +20,7 @@ import math
 import torch
 
 from .. import backend
-from .base import Function, class_targets
+from .base import Function, class_targets, save_for_jvp
 from .cross_entropy import ce_row_coefficients
 
 __all__ = ["LinearCrossEntropyFunction", "default_chunk_size"]
@@ -64,6 +64,7 @@ class LinearCrossEntropyFunction(Function):
         ctx.ignore_index, ctx.reduction, ctx.label_smoothing, ctx.chunk = ignore_index, reduction, label_smoothing, chunk
         keep_out = reduction == "mean" and class_weight is not None  # read only by the class weight's gradient
         ctx.save_for_backward(x, weight, bias, target, class_weight, lse, out if keep_out else None)
+        save_for_jvp(ctx, x, weight, bias, target, class_weight, lse, out)
 
     @staticmethod
     def backward(ctx, grad_out, _grad_lse):
@@ -83,6 +84,52 @@ class LinearCrossEntropyFunction(Function):
             x, weight, bias, t, class_weight, lse, onehot, row_sum, smooth, eps, chunk, need_x, need_w, need_b
         )
         return grad_x, grad_w, grad_b, None, None, None, None, None, None
+
+    @staticmethod
+    def forward_ad(ctx, x_t, weight_t, bias_t, _target_t, cw_t, *_):
+        x, weight, bias, target, class_weight, lse, out = ctx.saved_tensors
+        C, eps, chunk = weight.shape[0], ctx.label_smoothing, ctx.chunk
+        valid, t, w_t = class_targets(target, ctx.ignore_index, class_weight, x.dtype)
+        # NOTE: with dz = dx Wᵀ + x dWᵀ + db the logits' tangent, d lse = Σ_c p_c dz_c; like the
+        # logits, dz is built one block of classes at a time and reduced per row at once.
+        d_lse = d_zt = d_zsum = zw_t = 0.0
+        for c0 in range(0, C, chunk):
+            c1 = min(c0 + chunk, C)
+            blk = _block(x, weight, bias, c0, c1)
+            if cw_t is not None and eps > 0:
+                zw_t = zw_t + blk.matmul(cw_t[c0:c1])
+            blk_t = None if x_t is None else x_t.matmul(weight[c0:c1].t())
+            if weight_t is not None:
+                blk_t = x.matmul(weight_t[c0:c1].t()) + (0.0 if blk_t is None else blk_t)
+            if bias_t is not None:
+                blk_t = bias_t[c0:c1] + (0.0 if blk_t is None else blk_t)
+            if blk_t is None:
+                continue
+            d_lse = d_lse + (torch.exp(blk - lse.unsqueeze(1)) * blk_t).sum(1)
+            d_zt = d_zt + _target_logit(blk_t, t, c0)[0]
+            if eps > 0:
+                d_zsum = d_zsum + (blk_t.sum(1) if class_weight is None else blk_t.matmul(class_weight[c0:c1]))
+        loss_t = (1.0 - eps) * w_t * (d_lse - d_zt)
+        if eps > 0:
+            w_sum = C if class_weight is None else class_weight.sum()
+            loss_t = loss_t + torch.where(valid, d_lse * w_sum - d_zsum, 0.0) * (eps / C)
+        denom_t = None
+        if cw_t is not None:  # the class weight moves q: its tangent meets the row's log-probabilities
+            tw_t = torch.where(valid, cw_t.gather(0, t), 0.0)
+            z_t = torch.zeros_like(lse)
+            for c0 in range(0, C, chunk):
+                z_t = z_t + _target_logit(_block(x, weight, bias, c0, min(c0 + chunk, C)), t, c0)[0]
+            loss_t = loss_t + (1.0 - eps) * tw_t * (lse - z_t)
+            if eps > 0:
+                loss_t = loss_t + torch.where(valid, lse * cw_t.sum() - zw_t, 0.0) * (eps / C)
+            denom_t = tw_t.sum()
+        if ctx.reduction == "none":
+            return loss_t, None
+        if ctx.reduction == "sum":
+            return loss_t.sum(), None
+        # d(S / D) = (dS − (S / D) dD) / D, for a weighted mean whose denominator D moves with the weight
+        num = loss_t.sum() if denom_t is None else loss_t.sum() - out * denom_t
+        return num / w_t.sum(), None
 
 
 def _forward_blocks(x, weight, bias, t, class_weight, eps, chunk):
