@@ -41,6 +41,8 @@ __all__ = [
     "reduction_",
     "label_smoothing_",
     "probability_dtype",
+    "class_weight_shape",
+    "index_dtype",
 ]
 
 
@@ -112,59 +114,102 @@ def grad_view(x: Tensor) -> bool:
     return x.requires_grad and torch.is_grad_enabled() and x._base is not None
 
 
+# The rules of a Linear's arguments, each written once, in the order torch checks them:
+# ``(condition on input, weight, bias, exception type, message(fn, input, weight, bias))``. A
+# condition may assume the ones before it hold. :func:`linear_ok` is all of them as one chain of
+# tests (compiled from these conditions: every call of ``linear`` pays it); :func:`linear_error`
+# raises the first that fails; :func:`weight_shape` the weight's two.
+_WEIGHT_SHAPE_RULES = (
+    (
+        "weight.dim() == 2",
+        RuntimeError,
+        lambda fn, i, w, b: f"{fn}(): expected 'weight' of shape (out_features, in_features), got shape {shape(w)}",
+    ),
+    (
+        "input.shape[-1] == weight.shape[1]",
+        RuntimeError,
+        lambda fn, i, w, b: f"{fn}(): expected 'input' with last dimension in_features={w.shape[1]} "
+        f"(weight has shape {shape(w)}), got input of shape {shape(i)}",
+    ),
+)
+_LINEAR_RULES = (
+    (
+        "isinstance(input, Tensor)",
+        TypeError,
+        lambda fn, i, w, b: f"{fn}(): argument 'input' (position 1) must be Tensor, not {type(i).__name__}",
+    ),
+    (
+        "isinstance(weight, Tensor)",
+        TypeError,
+        lambda fn, i, w, b: f"{fn}(): argument 'weight' (position 2) must be Tensor, not {type(w).__name__}",
+    ),
+    (
+        "input.dim() != 0",
+        RuntimeError,
+        lambda fn, i, w, b: f"{fn}(): expected 'input' of shape (*, in_features) with at least 1 dim, got a 0-dim tensor",
+    ),
+    *_WEIGHT_SHAPE_RULES,
+    (
+        "input.dtype == weight.dtype",
+        RuntimeError,
+        lambda fn, i, w, b: f"{fn}(): expected 'input' and 'weight' of the same dtype, got {i.dtype} and {w.dtype}",
+    ),
+    (
+        "input.device == weight.device",
+        RuntimeError,
+        lambda fn, i, w, b: f"{fn}(): expected 'input' and 'weight' on the same device, got {i.device} and {w.device}",
+    ),
+    (
+        "bias is None or isinstance(bias, Tensor)",
+        TypeError,
+        lambda fn, i, w, b: f"{fn}(): argument 'bias' (position 3) must be Tensor, not {type(b).__name__}",
+    ),
+    (
+        "bias is None or (bias.dim() <= 1 and bias.numel() in (1, weight.shape[0]))",
+        RuntimeError,
+        lambda fn, i, w, b: f"{fn}(): expected 'bias' of shape ({w.shape[0]},) to match out_features, got shape {shape(b)}",
+    ),
+    (
+        "bias is None or bias.dtype == weight.dtype",
+        RuntimeError,
+        lambda fn, i, w, b: f"{fn}(): expected 'bias' of dtype {w.dtype} like 'weight', got {b.dtype}",
+    ),
+    (
+        "bias is None or bias.device == weight.device",
+        RuntimeError,
+        lambda fn, i, w, b: f"{fn}(): expected 'bias' on {w.device} like 'weight', got {b.device}",
+    ),
+)
+
+
+def _condition(source: str):
+    return eval(f"lambda input, weight, bias: {source}", {"Tensor": Tensor})  # noqa: S307 - our own constants
+
+
+def _raise_first(fn: str, rules, input, weight, bias) -> None:
+    for source, error, message in rules:
+        if not _condition(source)(input, weight, bias):
+            raise error(message(fn, input, weight, bias))
+
+
 def weight_shape(fn: str, input: Tensor, weight: Tensor) -> None:
     """A Linear's ``weight``: ``(out_features, in_features)``, ``in_features`` the input's last dim."""
-    if weight.dim() != 2:
-        raise RuntimeError(f"{fn}(): expected 'weight' of shape (out_features, in_features), got shape {shape(weight)}")
-    if input.shape[-1] != weight.shape[1]:
-        raise RuntimeError(
-            f"{fn}(): expected 'input' with last dimension in_features={weight.shape[1]} "
-            f"(weight has shape {shape(weight)}), got input of shape {shape(input)}"
-        )
-
-
-def _bad_bias(bias, weight) -> bool:
-    return (
-        not isinstance(bias, Tensor)
-        or bias.dim() > 1
-        or bias.numel() not in (1, weight.shape[0])
-        or bias.dtype != weight.dtype
-        or bias.device != weight.device
-    )
+    _raise_first(fn, _WEIGHT_SHAPE_RULES, input, weight, None)
 
 
 def linear_error(input, weight, bias) -> None:
-    tensor("linear", "input", input, 1)
-    tensor("linear", "weight", weight, 2)
-    if input.dim() == 0:
-        raise RuntimeError("linear(): expected 'input' of shape (*, in_features) with at least 1 dim, got a 0-dim tensor")
-    weight_shape("linear", input, weight)
-    if input.dtype != weight.dtype:
-        raise RuntimeError(f"linear(): expected 'input' and 'weight' of the same dtype, got {input.dtype} and {weight.dtype}")
-    if input.device != weight.device:
-        raise RuntimeError(
-            f"linear(): expected 'input' and 'weight' on the same device, got {input.device} and {weight.device}"
-        )
-    if bias is not None:
-        tensor("linear", "bias", bias, 3)
-        if bias.dim() > 1 or bias.numel() not in (1, weight.shape[0]):
-            raise RuntimeError(
-                f"linear(): expected 'bias' of shape ({weight.shape[0]},) to match out_features, "
-                f"got shape {shape(bias)}"
-            )
-        if bias.dtype != weight.dtype:
-            raise RuntimeError(f"linear(): expected 'bias' of dtype {weight.dtype} like 'weight', got {bias.dtype}")
-        if bias.device != weight.device:
-            raise RuntimeError(f"linear(): expected 'bias' on {weight.device} like 'weight', got {bias.device}")
-    raise RuntimeError("linear(): invalid arguments")  # unreachable unless a check above is missing
+    """Raise for the first of linear's rules that fails (called once :func:`linear_ok` said one does)."""
+    _raise_first("linear", _LINEAR_RULES, input, weight, bias)
+    raise RuntimeError("linear(): invalid arguments")  # unreachable unless linear_ok and the rules disagree
+
+
+#: Whether ``linear`` may apply its Function at once: every rule of ``_LINEAR_RULES``, one chain of tests.
+linear_ok = _condition(" and ".join(f"({source})" for source, _, _ in _LINEAR_RULES))
+linear_ok.__name__ = linear_ok.__qualname__ = "linear_ok"
 
 
 def index_target(input: Tensor, target: Tensor, C: int) -> None:
-    if target.dtype not in (torch.int64, torch.uint8):
-        raise RuntimeError(
-            "cross_entropy(): expected 'target' of class indices with dtype torch.int64 (or torch.uint8), "
-            f"or class probabilities of shape {shape(input)}; got dtype {target.dtype} and shape {shape(target)}"
-        )
+    index_dtype("cross_entropy", target, tuple(input.shape))
     if input.dim() == 1:
         if target.dim() > 1 or target.numel() != 1:
             raise _torch_error_type("unbatched target")(
@@ -205,20 +250,6 @@ def number(fn: str, name: str, value) -> None:
         raise TypeError(f"{fn}(): argument '{name}' must be a number, got {type(value).__name__}")
 
 
-def linear_ok(input, weight, bias) -> bool:
-    """Whether ``linear`` may apply its Function at once: one cheap chain of tests (every call pays it)."""
-    return (
-        isinstance(input, Tensor)
-        and isinstance(weight, Tensor)
-        and input.dim() != 0
-        and weight.dim() == 2
-        and input.shape[-1] == weight.shape[1]
-        and input.dtype == weight.dtype
-        and input.device == weight.device
-        and (bias is None or not _bad_bias(bias, weight))
-    )
-
-
 def leaky_relu(input, negative_slope, inplace: bool) -> float:
     """Check ``leaky_relu``'s arguments; returns the slope as a float."""
     tensor("leaky_relu", "input", input, 1)
@@ -253,11 +284,7 @@ def cross_entropy(input: Tensor, target: Tensor, weight, ignore_index: int, redu
     floating("cross_entropy", input)
     C = input.shape[0] if input.dim() == 1 else input.shape[1]
     if weight is not None:
-        tensor("cross_entropy", "weight", weight, 3)
-        if weight.dim() != 1 or weight.shape[0] != C:
-            raise RuntimeError(
-                f"cross_entropy(): expected 'weight' of shape ({C},), one per class, got shape {shape(weight)}"
-            )
+        class_weight_shape("cross_entropy", weight, C, 3)
         if target.shape != input.shape:  # class indices: the weight in the logits' dtype, as nll_loss wants
             like("cross_entropy", "weight", weight, "input", input)
         elif weight.device != input.device:
@@ -355,15 +382,9 @@ def linear_cross_entropy_chunked(input, target, weight, C: int, ignore_index: in
     values too: the blocks never index by the target, so an out-of-range class would pass silently)."""
     fn = "linear_cross_entropy"
     if weight is not None:
-        tensor(fn, "weight", weight, 5)
-        if tuple(weight.shape) != (C,):
-            raise RuntimeError(f"{fn}(): expected 'weight' of shape ({C},), one per class, got shape {shape(weight)}")
+        class_weight_shape(fn, weight, C, 5)
         like(fn, "weight", weight, "input", input)
-    if target.dtype not in (torch.int64, torch.uint8):
-        raise RuntimeError(
-            f"{fn}(): expected 'target' of class indices with dtype torch.int64 (or torch.uint8), or class "
-            f"probabilities of shape {logits_shape}; got dtype {target.dtype} and shape {shape(target)}"
-        )
+    index_dtype(fn, target, tuple(logits_shape))
     expected = tuple(input.shape[:-1])
     if tuple(target.shape) != expected:
         raise ValueError(
@@ -437,3 +458,19 @@ def probability_dtype(input: Tensor, target: Tensor, weight) -> torch.dtype:
     weight promoted together (bf16 logits with float32 targets give a float32 loss)."""
     dtype = torch.promote_types(input.dtype, target.dtype)
     return dtype if weight is None else torch.promote_types(dtype, weight.dtype)
+
+
+def class_weight_shape(fn: str, weight, C: int, position: int) -> None:
+    """A cross-entropy's class ``weight``: a tensor of shape ``(C,)``."""
+    tensor(fn, "weight", weight, position)
+    if tuple(weight.shape) != (C,):
+        raise RuntimeError(f"{fn}(): expected 'weight' of shape ({C},), one per class, got shape {shape(weight)}")
+
+
+def index_dtype(fn: str, target: Tensor, logits_shape: tuple) -> None:
+    """A class-index ``target``: int64 or uint8 (else it would be class probabilities of ``logits_shape``)."""
+    if target.dtype not in (torch.int64, torch.uint8):
+        raise RuntimeError(
+            f"{fn}(): expected 'target' of class indices with dtype torch.int64 (or torch.uint8), or class "
+            f"probabilities of shape {logits_shape}; got dtype {target.dtype} and shape {shape(target)}"
+        )
