@@ -186,20 +186,28 @@ def _condition(source: str):
     return eval(f"lambda input, weight, bias: {source}", {"Tensor": Tensor})  # noqa: S307 - our own constants
 
 
-def _raise_first(fn: str, rules, input, weight, bias) -> None:
-    for source, error, message in rules:
-        if not _condition(source)(input, weight, bias):
+def _compiled(rules):
+    """The rules with each condition a function, built once (a traced call must not ``eval``)."""
+    return tuple((_condition(source), error, message) for source, error, message in rules)
+
+
+_WEIGHT_SHAPE_CHECKS, _LINEAR_CHECKS = _compiled(_WEIGHT_SHAPE_RULES), _compiled(_LINEAR_RULES)
+
+
+def _raise_first(fn: str, checks, input, weight, bias) -> None:
+    for holds, error, message in checks:
+        if not holds(input, weight, bias):
             raise error(message(fn, input, weight, bias))
 
 
 def weight_shape(fn: str, input: Tensor, weight: Tensor) -> None:
     """A Linear's ``weight``: ``(out_features, in_features)``, ``in_features`` the input's last dim."""
-    _raise_first(fn, _WEIGHT_SHAPE_RULES, input, weight, None)
+    _raise_first(fn, _WEIGHT_SHAPE_CHECKS, input, weight, None)
 
 
 def linear_error(input, weight, bias) -> None:
     """Raise for the first of linear's rules that fails (called once :func:`linear_ok` said one does)."""
-    _raise_first("linear", _LINEAR_RULES, input, weight, bias)
+    _raise_first("linear", _LINEAR_CHECKS, input, weight, bias)
     raise RuntimeError("linear(): invalid arguments")  # unreachable unless linear_ok and the rules disagree
 
 

@@ -145,12 +145,17 @@ def _fused(dev):
 @pytest.mark.parametrize("dev,dtype", MODES)
 @pytest.mark.parametrize("in_dtype", [torch.float32, "low"])
 def test_fused_ops_dtypes_and_error_vs_float64_within_2x_native(dev, dtype, in_dtype):
-    in_dtype = dtype if in_dtype == "low" else in_dtype
+    _check_fused(dev, dtype, dtype if in_dtype == "low" else in_dtype)
+
+
+def _check_fused(dev, dtype, in_dtype, only=None):
     torch.manual_seed(0)
     x0 = torch.randn(32, 16, device=dev)
     w0, b0 = torch.randn(40, 16, device=dev) / 4, torch.randn(40, device=dev)
     cw0 = torch.rand(40, device=dev) + 0.5
     for name, (ours, native) in _fused(dev).items():
+        if only is not None and name not in only:
+            continue
         runs = {}
         for key, fn, x_dtype, p_dtype, cast in [
             ("ref", native, torch.float64, torch.float64, False),
@@ -191,14 +196,42 @@ def test_fused_modules_under_autocast(dev, dtype):
     assert loss.dtype == torch.float32 and lce.linear.weight.grad.dtype == torch.float32
 
 
-@pytest.mark.parametrize("dev,dtype", MODES)
-def test_fused_ops_under_autocast_on_the_kernel_path(dev, dtype):
+@pytest.mark.parametrize("dev,dtype", [p for p in MODES if p.id != "cpu-fp16"])  # (the interpreter is slow)
+def test_fused_ops_under_autocast_on_the_kernel_path(dev, dtype, monkeypatch):
     # the Triton backward of ActivationLinear gets z in float32 and g cast back to it; the chunked
     # linear_cross_entropy's block kernels get float32 blocks. On CPU the interpreter runs them
     # (float32 inputs: it has no bf16), on CUDA the compiled kernels (both input dtypes).
     from manual_autograd import backend
 
     with backend.use("triton"):
-        test_fused_ops_dtypes_and_error_vs_float64_within_2x_native(dev, dtype, torch.float32)
+        if not backend.kernels_for(torch.zeros(1, device=dev)):
+            pytest.skip("no Triton kernels for this device")
+        calls = []
+        for mod, name in [("activation_linear", "backward"), ("linear_cross_entropy", "block_update_")]:
+            fn = getattr(getattr(backend.kernels(), mod), name)
+            monkeypatch.setattr(getattr(backend.kernels(), mod), name, lambda *a, fn=fn, mod=mod, **k: (calls.append(mod), fn(*a, **k))[1])
+        # on CPU two cases (the interpreter is slow): one activation, the chunked loss with weight and smoothing
+        only = None if dev == "cuda" else ("activation_linear-gelu", "linear_cross_entropy-chunk16-w")
+        _check_fused(dev, dtype, torch.float32, only)
         if dev == "cuda":
-            test_fused_ops_dtypes_and_error_vs_float64_within_2x_native(dev, dtype, "low")
+            _check_fused(dev, dtype, dtype)
+    assert {"activation_linear", "linear_cross_entropy"} <= set(calls)  # the kernels ran
+
+
+def test_fused_mlp_under_autocast_compiles_fullgraph():
+    torch.manual_seed(0)
+    mlp = mnn.MLP(12, [20, 20, 8], activation_layer=torch.nn.SiLU)
+    x = torch.randn(16, 12)
+    compiled = torch.compile(mlp, fullgraph=True, backend="aot_eager")
+    runs = []
+    for m in (mlp, compiled):
+        mlp.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = m(x)
+        out.float().sum().backward()
+        runs.append((out, [p.grad.clone() for p in mlp.parameters()]))
+    (out_e, grads_e), (out_c, grads_c) = runs
+    assert out_c.dtype == torch.bfloat16
+    torch.testing.assert_close(out_c, out_e)
+    for gc, ge in zip(grads_c, grads_e):
+        torch.testing.assert_close(gc, ge)

@@ -51,8 +51,9 @@ class ActivationLinearFunction(Function):
         z, weight = ctx.saved_tensors
         need_z, need_w, need_b = ctx.needs_input_grad[:3]
         grad_z = grad_w = grad_b = None
-        if (need_z or need_w) and backend.kernels_for(z, grad_out, grad=True):
+        if (need_z or need_w) and backend.kernels_for(z, grad=True):
             # the recompute of act(z) and the derivative in one pass, between the matrix products
+            # (the kernel reads z and g in z's dtype; grad_out, in W's, only meets the matmuls)
             g = cast_like(grad_out.matmul(weight), z) if need_z else None
             act, grad_z = backend.kernels().activation_linear.backward(z, g, ctx.activation, ctx.param, need_w)
             if need_w:
