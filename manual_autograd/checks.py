@@ -83,11 +83,13 @@ def floating(fn: str, x: Tensor) -> None:
         raise _torch_error_type("dtype")(f"{fn}(): expected 'input' to be a floating-point tensor, got dtype {x.dtype}")
 
 
-def like(fn: str, name: str, t: Tensor, like_name: str, like: Tensor) -> None:
-    """Refuse ``t`` (argument ``name``) unless it has the dtype and device of ``like``."""
-    if t.dtype != like.dtype or t.device != like.device:
+def like(fn: str, name: str, t: Tensor, like_name: str, like: Tensor, dtype=None) -> None:
+    """Refuse ``t`` (argument ``name``) unless it has the dtype (or ``dtype``, where autocast
+    makes it another) and device of ``like``."""
+    dtype = like.dtype if dtype is None else dtype
+    if t.dtype != dtype or t.device != like.device:
         raise RuntimeError(
-            f"{fn}(): expected '{name}' of dtype {like.dtype} on {like.device} like '{like_name}', "
+            f"{fn}(): expected '{name}' of dtype {dtype} on {like.device} like '{like_name}', "
             f"got {t.dtype} on {t.device}"
         )
 
@@ -326,8 +328,7 @@ def activation_linear(input, weight, bias, activation, negative_slope, approxima
         raise RuntimeError(f"{fn}(): expected 'input' of shape (*, in_features) with at least 1 dim, got a 0-dim tensor")
     floating(fn, input)
     weight_shape(fn, input, weight)
-    if act_dtype is None or act_dtype != weight.dtype or input.device != weight.device:
-        like(fn, "weight", weight, "input", input)
+    like(fn, "weight", weight, "input", input, act_dtype)
     if bias is not None:
         tensor(fn, "bias", bias, 3)
         if tuple(bias.shape) != (weight.shape[0],):
@@ -385,13 +386,14 @@ def linear_cross_entropy(input, linear_weight, target, linear_bias, reduction, i
     return logits_shape, probabilities
 
 
-def linear_cross_entropy_chunked(input, target, weight, C: int, ignore_index: int, logits_shape) -> None:
-    """Check what only the chunked path reads: the class weight and the class-index target (its
-    values too: the blocks never index by the target, so an out-of-range class would pass silently)."""
+def linear_cross_entropy_chunked(input, target, weight, C: int, ignore_index: int, logits_shape, acc=None) -> None:
+    """Check what only the chunked path reads: the class weight (of dtype ``acc``, the
+    cross-entropy's, when not the input's) and the class-index target (its values too: the blocks
+    never index by the target, so an out-of-range class would pass silently)."""
     fn = "linear_cross_entropy"
     if weight is not None:
         class_weight_shape(fn, weight, C, 5)
-        like(fn, "weight", weight, "input", input)
+        like(fn, "weight", weight, "input", input, acc)
     index_dtype(fn, target, tuple(logits_shape))
     expected = tuple(input.shape[:-1])
     if tuple(target.shape) != expected:

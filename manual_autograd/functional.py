@@ -222,7 +222,9 @@ def linear_cross_entropy(
     number of classes exceeds ``in_features`` or ``chunk_size`` is given. Otherwise (few classes,
     as MNIST's 10, where the logits are smaller than the input; class-probability targets;
     a K-dimensional ``linear_weight``) it is the unfused :func:`~manual_autograd.functional.linear`
-    then :func:`~manual_autograd.functional.cross_entropy`, so nothing gets slower.
+    then :func:`~manual_autograd.functional.cross_entropy`, so nothing gets slower. Under autocast
+    both paths follow the unfused chain's policy: the logits' matmuls in the autocast dtype, the
+    cross-entropy (softmax, sums, class weight, gradient of the logits) in float32.
 
     Args:
         input: ``(in_features)`` or ``(N, in_features)``.
@@ -243,12 +245,11 @@ def linear_cross_entropy(
         >>> linear_cross_entropy(x, w, torch.randint(0, 1000, (64,))).backward()
     """
     autocast = torch._C._is_any_autocast_enabled() and isinstance(input, Tensor) and torch.is_autocast_enabled(input.device.type)
-    if autocast:
-        # float32 in, as the policy's cross-entropy: the unfused path's linear then casts to the
-        # autocast dtype, as the native chain's; the chunked path computes its blocks in float32
-        input, linear_weight, linear_bias, weight = _autocast(
-            torch.float32, input.device, input, linear_weight, linear_bias, weight
+    if autocast:  # the native chain's policy: the Linear in the autocast dtype, cross-entropy in float32
+        input, linear_weight, linear_bias = _autocast(
+            torch.get_autocast_dtype(input.device.type), input.device, input, linear_weight, linear_bias
         )
+        (weight,) = _autocast(torch.float32, input.device, weight)
     logits_shape, probabilities = checks.linear_cross_entropy(
         input, linear_weight, target, linear_bias, reduction, ignore_index, label_smoothing, chunk_size
     )
@@ -262,13 +263,15 @@ def linear_cross_entropy(
             logits, target, weight, ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing
         )
     # chunked path: class indices, (N, in) input
-    checks.linear_cross_entropy_chunked(input, target, weight, C, ignore_index, logits_shape)
+    # under autocast the cross-entropy computes in float32 (float64 stays), its blocks' matmuls in x's dtype
+    acc = torch.float32 if autocast and input.dtype in (torch.float16, torch.bfloat16) else input.dtype
+    checks.linear_cross_entropy_chunked(input, target, weight, C, ignore_index, logits_shape, acc)
     x = input if input.dim() == 2 else input.unsqueeze(0)
     chunk = chunk_size or default_chunk_size(C)
     with torch.autocast(input.device.type, enabled=False) if autocast else contextlib.nullcontext():
         out = LinearCrossEntropyFunction.apply(
             x, linear_weight, linear_bias, target.reshape(-1), weight, int(ignore_index), reduction,
-            float(label_smoothing), int(chunk),
+            float(label_smoothing), int(chunk), acc,
         )[0]
     return out.reshape(target.shape) if reduction == "none" and out.shape != target.shape else out
 

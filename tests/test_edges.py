@@ -61,6 +61,16 @@ def test_empty_batch_matches_torch(name):
     assert xo.grad.shape == xt.grad.shape
 
 
+def test_empty_batch_on_the_kernel_path():
+    from manual_autograd import backend
+
+    with backend.use("triton"):
+        if not backend.kernels_for(torch.zeros(1, dtype=D)):
+            pytest.skip("no Triton kernels here")
+        for name in _empty_cases():
+            test_empty_batch_matches_torch(name)
+
+
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("chunk_size", [None, 300])
 def test_empty_batch_linear_cross_entropy_module_and_parameter_grads(reduction, chunk_size):
