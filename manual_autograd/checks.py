@@ -7,6 +7,7 @@ argument, what was expected and what came. Nothing here computes an op.
 from __future__ import annotations
 
 import functools
+import numbers
 
 import torch
 from torch import Tensor
@@ -37,6 +38,15 @@ __all__ = [
     "embedding",
     "embedding_indices",
     "scaled_dot_product_attention",
+    "slope",
+    "gelu_approximate",
+    "activation_name",
+    "activation_param",
+    "reduction_",
+    "label_smoothing_",
+    "probability_dtype",
+    "class_weight_shape",
+    "index_dtype",
 ]
 
 
@@ -77,11 +87,13 @@ def floating(fn: str, x: Tensor) -> None:
         raise _torch_error_type("dtype")(f"{fn}(): expected 'input' to be a floating-point tensor, got dtype {x.dtype}")
 
 
-def like(fn: str, name: str, t: Tensor, like_name: str, like: Tensor) -> None:
-    """Refuse ``t`` (argument ``name``) unless it has the dtype and device of ``like``."""
-    if t.dtype != like.dtype or t.device != like.device:
+def like(fn: str, name: str, t: Tensor, like_name: str, like: Tensor, dtype=None) -> None:
+    """Refuse ``t`` (argument ``name``) unless it has the dtype (or ``dtype``, where autocast
+    makes it another) and device of ``like``."""
+    dtype = like.dtype if dtype is None else dtype
+    if t.dtype != dtype or t.device != like.device:
         raise RuntimeError(
-            f"{fn}(): expected '{name}' of dtype {like.dtype} on {like.device} like '{like_name}', "
+            f"{fn}(): expected '{name}' of dtype {dtype} on {like.device} like '{like_name}', "
             f"got {t.dtype} on {t.device}"
         )
 
@@ -108,59 +120,110 @@ def grad_view(x: Tensor) -> bool:
     return x.requires_grad and torch.is_grad_enabled() and x._base is not None
 
 
+# The rules of a Linear's arguments, each written once, in the order torch checks them:
+# ``(condition on input, weight, bias, exception type, message(fn, input, weight, bias))``. A
+# condition may assume the ones before it hold. :func:`linear_ok` is all of them as one chain of
+# tests (compiled from these conditions: every call of ``linear`` pays it); :func:`linear_error`
+# raises the first that fails; :func:`weight_shape` the weight's two.
+_WEIGHT_SHAPE_RULES = (
+    (
+        "weight.dim() == 2",
+        RuntimeError,
+        lambda fn, i, w, b: f"{fn}(): expected 'weight' of shape (out_features, in_features), got shape {shape(w)}",
+    ),
+    (
+        "input.shape[-1] == weight.shape[1]",
+        RuntimeError,
+        lambda fn, i, w, b: f"{fn}(): expected 'input' with last dimension in_features={w.shape[1]} "
+        f"(weight has shape {shape(w)}), got input of shape {shape(i)}",
+    ),
+)
+_LINEAR_RULES = (
+    (
+        "isinstance(input, Tensor)",
+        TypeError,
+        lambda fn, i, w, b: f"{fn}(): argument 'input' (position 1) must be Tensor, not {type(i).__name__}",
+    ),
+    (
+        "isinstance(weight, Tensor)",
+        TypeError,
+        lambda fn, i, w, b: f"{fn}(): argument 'weight' (position 2) must be Tensor, not {type(w).__name__}",
+    ),
+    (
+        "input.dim() != 0",
+        RuntimeError,
+        lambda fn, i, w, b: f"{fn}(): expected 'input' of shape (*, in_features) with at least 1 dim, got a 0-dim tensor",
+    ),
+    *_WEIGHT_SHAPE_RULES,
+    (
+        "input.dtype == weight.dtype",
+        RuntimeError,
+        lambda fn, i, w, b: f"{fn}(): expected 'input' and 'weight' of the same dtype, got {i.dtype} and {w.dtype}",
+    ),
+    (
+        "input.device == weight.device",
+        RuntimeError,
+        lambda fn, i, w, b: f"{fn}(): expected 'input' and 'weight' on the same device, got {i.device} and {w.device}",
+    ),
+    (
+        "bias is None or isinstance(bias, Tensor)",
+        TypeError,
+        lambda fn, i, w, b: f"{fn}(): argument 'bias' (position 3) must be Tensor, not {type(b).__name__}",
+    ),
+    (
+        "bias is None or (bias.dim() <= 1 and bias.numel() in (1, weight.shape[0]))",
+        RuntimeError,
+        lambda fn, i, w, b: f"{fn}(): expected 'bias' of shape ({w.shape[0]},) to match out_features, got shape {shape(b)}",
+    ),
+    (
+        "bias is None or bias.dtype == weight.dtype",
+        RuntimeError,
+        lambda fn, i, w, b: f"{fn}(): expected 'bias' of dtype {w.dtype} like 'weight', got {b.dtype}",
+    ),
+    (
+        "bias is None or bias.device == weight.device",
+        RuntimeError,
+        lambda fn, i, w, b: f"{fn}(): expected 'bias' on {w.device} like 'weight', got {b.device}",
+    ),
+)
+
+
+def _condition(source: str):
+    return eval(f"lambda input, weight, bias: {source}", {"Tensor": Tensor})  # noqa: S307 - our own constants
+
+
+def _compiled(rules):
+    """The rules with each condition a function, built once (a traced call must not ``eval``)."""
+    return tuple((_condition(source), error, message) for source, error, message in rules)
+
+
+_WEIGHT_SHAPE_CHECKS, _LINEAR_CHECKS = _compiled(_WEIGHT_SHAPE_RULES), _compiled(_LINEAR_RULES)
+
+
+def _raise_first(fn: str, checks, input, weight, bias) -> None:
+    for holds, error, message in checks:
+        if not holds(input, weight, bias):
+            raise error(message(fn, input, weight, bias))
+
+
 def weight_shape(fn: str, input: Tensor, weight: Tensor) -> None:
     """A Linear's ``weight``: ``(out_features, in_features)``, ``in_features`` the input's last dim."""
-    if weight.dim() != 2:
-        raise RuntimeError(f"{fn}(): expected 'weight' of shape (out_features, in_features), got shape {shape(weight)}")
-    if input.shape[-1] != weight.shape[1]:
-        raise RuntimeError(
-            f"{fn}(): expected 'input' with last dimension in_features={weight.shape[1]} "
-            f"(weight has shape {shape(weight)}), got input of shape {shape(input)}"
-        )
-
-
-def _bad_bias(bias, weight) -> bool:
-    return (
-        not isinstance(bias, Tensor)
-        or bias.dim() > 1
-        or bias.numel() not in (1, weight.shape[0])
-        or bias.dtype != weight.dtype
-        or bias.device != weight.device
-    )
+    _raise_first(fn, _WEIGHT_SHAPE_CHECKS, input, weight, None)
 
 
 def linear_error(input, weight, bias) -> None:
-    tensor("linear", "input", input, 1)
-    tensor("linear", "weight", weight, 2)
-    if input.dim() == 0:
-        raise RuntimeError("linear(): expected 'input' of shape (*, in_features) with at least 1 dim, got a 0-dim tensor")
-    weight_shape("linear", input, weight)
-    if input.dtype != weight.dtype:
-        raise RuntimeError(f"linear(): expected 'input' and 'weight' of the same dtype, got {input.dtype} and {weight.dtype}")
-    if input.device != weight.device:
-        raise RuntimeError(
-            f"linear(): expected 'input' and 'weight' on the same device, got {input.device} and {weight.device}"
-        )
-    if bias is not None:
-        tensor("linear", "bias", bias, 3)
-        if bias.dim() > 1 or bias.numel() not in (1, weight.shape[0]):
-            raise RuntimeError(
-                f"linear(): expected 'bias' of shape ({weight.shape[0]},) to match out_features, "
-                f"got shape {shape(bias)}"
-            )
-        if bias.dtype != weight.dtype:
-            raise RuntimeError(f"linear(): expected 'bias' of dtype {weight.dtype} like 'weight', got {bias.dtype}")
-        if bias.device != weight.device:
-            raise RuntimeError(f"linear(): expected 'bias' on {weight.device} like 'weight', got {bias.device}")
-    raise RuntimeError("linear(): invalid arguments")  # unreachable unless a check above is missing
+    """Raise for the first of linear's rules that fails (called once :func:`linear_ok` said one does)."""
+    _raise_first("linear", _LINEAR_CHECKS, input, weight, bias)
+    raise RuntimeError("linear(): invalid arguments")  # unreachable unless linear_ok and the rules disagree
+
+
+#: Whether ``linear`` may apply its Function at once: every rule of ``_LINEAR_RULES``, one chain of tests.
+linear_ok = _condition(" and ".join(f"({source})" for source, _, _ in _LINEAR_RULES))
+linear_ok.__name__ = linear_ok.__qualname__ = "linear_ok"
 
 
 def index_target(input: Tensor, target: Tensor, C: int) -> None:
-    if target.dtype not in (torch.int64, torch.uint8):
-        raise RuntimeError(
-            "cross_entropy(): expected 'target' of class indices with dtype torch.int64 (or torch.uint8), "
-            f"or class probabilities of shape {shape(input)}; got dtype {target.dtype} and shape {shape(target)}"
-        )
+    index_dtype("cross_entropy", target, tuple(input.shape))
     if input.dim() == 1:
         if target.dim() > 1 or target.numel() != 1:
             raise _torch_error_type("unbatched target")(
@@ -201,37 +264,19 @@ def number(fn: str, name: str, value) -> None:
         raise TypeError(f"{fn}(): argument '{name}' must be a number, got {type(value).__name__}")
 
 
-def linear_ok(input, weight, bias) -> bool:
-    """Whether ``linear`` may apply its Function at once: one cheap chain of tests (every call pays it)."""
-    return (
-        isinstance(input, Tensor)
-        and isinstance(weight, Tensor)
-        and input.dim() != 0
-        and weight.dim() == 2
-        and input.shape[-1] == weight.shape[1]
-        and input.dtype == weight.dtype
-        and input.device == weight.device
-        and (bias is None or not _bad_bias(bias, weight))
-    )
-
-
-def leaky_relu(input, negative_slope, inplace: bool) -> None:
+def leaky_relu(input, negative_slope, inplace: bool) -> float:
+    """Check ``leaky_relu``'s arguments; returns the slope as a float."""
     tensor("leaky_relu", "input", input, 1)
     floating("leaky_relu", input)
-    if isinstance(negative_slope, Tensor) or not isinstance(negative_slope, (int, float)):
-        raise TypeError(
-            f"leaky_relu(): argument 'negative_slope' must be a number, got {type(negative_slope).__name__}"
-        )
+    negative_slope = slope("leaky_relu", negative_slope)
     if inplace:
         inplace_input("leaky_relu", input)
+    return negative_slope
 
 
 def gelu(input, approximate) -> None:
     tensor("gelu", "input", input, 1)
-    if not isinstance(approximate, str):
-        raise TypeError(f"gelu(): argument 'approximate' must be str, not {type(approximate).__name__}")
-    if approximate != "none" and approximate != "tanh":
-        raise RuntimeError(f"gelu(): argument 'approximate' must be 'none' or 'tanh', got {approximate!r}")
+    gelu_approximate("gelu", approximate)
     floating("gelu", input)
 
 
@@ -244,22 +289,20 @@ def silu(input, inplace: bool) -> None:
 
 def cross_entropy(input: Tensor, target: Tensor, weight, ignore_index: int, reduction: str, label_smoothing) -> Tensor:
     """Check ``cross_entropy``'s arguments (``input`` and ``target`` already known tensors);
-    returns the target as the op reads it (class probabilities in the input's dtype)."""
-    if reduction not in ("none", "mean", "sum"):
-        raise ValueError(f"cross_entropy(): argument 'reduction' must be 'none', 'mean' or 'sum', got {reduction!r}")
-    if not 0.0 <= label_smoothing <= 1.0:
-        raise RuntimeError(f"cross_entropy(): argument 'label_smoothing' must be in [0.0, 1.0], got {label_smoothing}")
+    returns the target. Class probabilities keep their dtype: the loss computes in the dtype of
+    logits, target and class weight promoted together (:func:`probability_dtype`), as torch's."""
+    reduction_("cross_entropy", reduction)
+    label_smoothing_("cross_entropy", label_smoothing)
     if input.dim() == 0:
         raise RuntimeError("cross_entropy(): expected 'input' of shape (C), (N, C) or (N, C, d1, ...), got a 0-dim tensor")
     floating("cross_entropy", input)
     C = input.shape[0] if input.dim() == 1 else input.shape[1]
     if weight is not None:
-        tensor("cross_entropy", "weight", weight, 3)
-        if weight.dim() != 1 or weight.shape[0] != C:
-            raise RuntimeError(
-                f"cross_entropy(): expected 'weight' of shape ({C},), one per class, got shape {shape(weight)}"
-            )
-        like("cross_entropy", "weight", weight, "input", input)
+        class_weight_shape("cross_entropy", weight, C, 3)
+        if target.shape != input.shape:  # class indices: the weight in the logits' dtype, as nll_loss wants
+            like("cross_entropy", "weight", weight, "input", input)
+        elif weight.device != input.device:
+            raise RuntimeError(f"cross_entropy(): expected 'weight' on {input.device} like 'input', got {weight.device}")
     if target.device != input.device:
         raise RuntimeError(f"cross_entropy(): expected 'target' on {input.device} like 'input', got {target.device}")
     if target.shape != input.shape:  # class indices
@@ -274,34 +317,28 @@ def cross_entropy(input: Tensor, target: Tensor, weight, ignore_index: int, redu
         raise RuntimeError(
             f"cross_entropy(): argument 'ignore_index' ({ignore_index}) is not supported with class-probability targets"
         )
-    return target.to(input.dtype)
+    return target
 
 
-def activation_linear(input, weight, bias, activation, negative_slope, approximate):
-    """Check ``activation_linear``'s arguments; returns the activation's parameter as the op takes it."""
+def activation_linear(input, weight, bias, activation, negative_slope, approximate, act_dtype=None):
+    """Check ``activation_linear``'s arguments; returns the activation's parameter as the op takes it.
+    ``act_dtype``: the dtype ``act(input)`` enters the Linear in, where it is not the input's
+    (autocast casts it, as it casts the unfused chain's Linear input)."""
     fn = "activation_linear"
     tensor(fn, "input", input, 1)
     tensor(fn, "weight", weight, 2)
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"{fn}(): argument 'activation' must be one of {tuple(ACTIVATIONS)}, got {activation!r}")
+    activation_name(fn, activation)
     if input.dim() == 0:
         raise RuntimeError(f"{fn}(): expected 'input' of shape (*, in_features) with at least 1 dim, got a 0-dim tensor")
     floating(fn, input)
     weight_shape(fn, input, weight)
-    like(fn, "weight", weight, "input", input)
+    like(fn, "weight", weight, "input", input, act_dtype)
     if bias is not None:
         tensor(fn, "bias", bias, 3)
         if tuple(bias.shape) != (weight.shape[0],):
             raise RuntimeError(f"{fn}(): expected 'bias' of shape ({weight.shape[0]},), got shape {shape(bias)}")
         like(fn, "bias", bias, "weight", weight)
-    if activation == "leaky_relu":
-        number(fn, "negative_slope", negative_slope)
-        return float(negative_slope)
-    if activation == "gelu":
-        if approximate != "none" and approximate != "tanh":
-            raise RuntimeError(f"{fn}(): argument 'approximate' must be 'none' or 'tanh', got {approximate!r}")
-        return approximate
-    return None
+    return activation_param(fn, activation, negative_slope, approximate)
 
 
 def linear_cross_entropy(input, linear_weight, target, linear_bias, reduction, ignore_index, label_smoothing, chunk_size):
@@ -311,11 +348,9 @@ def linear_cross_entropy(input, linear_weight, target, linear_bias, reduction, i
     tensor(fn, "input", input, 1)
     tensor(fn, "linear_weight", linear_weight, 2)
     tensor(fn, "target", target, 3)
-    if reduction not in ("none", "mean", "sum"):
-        raise ValueError(f"{fn}(): argument 'reduction' must be 'none', 'mean' or 'sum', got {reduction!r}")
+    reduction_(fn, reduction)
     number(fn, "label_smoothing", label_smoothing)
-    if not 0.0 <= label_smoothing <= 1.0:
-        raise RuntimeError(f"{fn}(): argument 'label_smoothing' must be in [0.0, 1.0], got {label_smoothing}")
+    label_smoothing_(fn, label_smoothing)
     if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int)):
         raise TypeError(f"{fn}(): argument 'chunk_size' must be an int or None, got {type(chunk_size).__name__}")
     if chunk_size is not None and chunk_size < 1:
@@ -355,20 +390,15 @@ def linear_cross_entropy(input, linear_weight, target, linear_bias, reduction, i
     return logits_shape, probabilities
 
 
-def linear_cross_entropy_chunked(input, target, weight, C: int, ignore_index: int, logits_shape) -> None:
-    """Check what only the chunked path reads: the class weight and the class-index target (its
-    values too: the blocks never index by the target, so an out-of-range class would pass silently)."""
+def linear_cross_entropy_chunked(input, target, weight, C: int, ignore_index: int, logits_shape, acc=None) -> None:
+    """Check what only the chunked path reads: the class weight (of dtype ``acc``, the
+    cross-entropy's, when not the input's) and the class-index target (its values too: the blocks
+    never index by the target, so an out-of-range class would pass silently)."""
     fn = "linear_cross_entropy"
     if weight is not None:
-        tensor(fn, "weight", weight, 5)
-        if tuple(weight.shape) != (C,):
-            raise RuntimeError(f"{fn}(): expected 'weight' of shape ({C},), one per class, got shape {shape(weight)}")
-        like(fn, "weight", weight, "input", input)
-    if target.dtype not in (torch.int64, torch.uint8):
-        raise RuntimeError(
-            f"{fn}(): expected 'target' of class indices with dtype torch.int64 (or torch.uint8), or class "
-            f"probabilities of shape {logits_shape}; got dtype {target.dtype} and shape {shape(target)}"
-        )
+        class_weight_shape(fn, weight, C, 5)
+        like(fn, "weight", weight, "input", input, acc)
+    index_dtype(fn, target, tuple(logits_shape))
     expected = tuple(input.shape[:-1])
     if tuple(target.shape) != expected:
         raise ValueError(
@@ -507,3 +537,78 @@ def scaled_dot_product_attention(query, key, value, attn_mask, dropout_p, is_cau
             raise RuntimeError(f"{fn}(): expected 'attn_mask' broadcastable to shape {full}, got shape {shape(attn_mask)}")
     if dropout_p > 1:
         raise RuntimeError(f"{fn}(): dropout probability has to be between 0 and 1, but got {dropout_p}")
+
+
+def slope(fn: str, value) -> float:
+    """``negative_slope`` as torch's argument parser takes a Number: a real Python or NumPy
+    number (bool too) or a 0-dim tensor that requires no gradient; returned as a float."""
+    if isinstance(value, Tensor):
+        if value.dim() != 0 or value.requires_grad:
+            raise TypeError(
+                f"{fn}(): argument 'negative_slope' must be a number or a 0-dim tensor that requires no grad, "
+                f"got a tensor of shape {shape(value)}{' requiring grad' if value.requires_grad else ''}"
+            )
+        value = value.item()
+    elif not isinstance(value, numbers.Number):
+        raise TypeError(f"{fn}(): argument 'negative_slope' must be a number, got {type(value).__name__}")
+    if isinstance(value, complex):  # (what torch raises converting a complex scalar)
+        raise RuntimeError(f"{fn}(): argument 'negative_slope' must be real, got {value}")
+    return float(value)
+
+
+def gelu_approximate(fn: str, value, error: type = RuntimeError) -> None:
+    """GELU's ``approximate``: ``'none'`` or ``'tanh'`` (``error`` for another string, as torch's
+    functional raises RuntimeError and a module's constructor may raise ValueError)."""
+    if not isinstance(value, str):
+        raise TypeError(f"{fn}(): argument 'approximate' must be str, not {type(value).__name__}")
+    if value != "none" and value != "tanh":
+        raise error(f"{fn}(): argument 'approximate' must be 'none' or 'tanh', got {value!r}")
+
+
+def activation_name(fn: str, activation) -> None:
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"{fn}(): argument 'activation' must be one of {tuple(ACTIVATIONS)}, got {activation!r}")
+
+
+def activation_param(fn: str, activation: str, negative_slope, approximate, error: type = RuntimeError):
+    """The fused activation's parameter as the op takes it: leaky_relu's slope (a float), gelu's
+    approximation, else None; each checked as the activation's own functional checks it."""
+    if activation == "leaky_relu":
+        return slope(fn, negative_slope)
+    if activation == "gelu":
+        gelu_approximate(fn, approximate, error)
+        return approximate
+    return None
+
+
+def reduction_(fn: str, reduction) -> None:
+    if reduction not in ("none", "mean", "sum"):
+        raise ValueError(f"{fn}(): argument 'reduction' must be 'none', 'mean' or 'sum', got {reduction!r}")
+
+
+def label_smoothing_(fn: str, value) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise RuntimeError(f"{fn}(): argument 'label_smoothing' must be in [0.0, 1.0], got {value}")
+
+
+def probability_dtype(input: Tensor, target: Tensor, weight) -> torch.dtype:
+    """The dtype torch computes a class-probability cross-entropy in: logits, target and class
+    weight promoted together (bf16 logits with float32 targets give a float32 loss)."""
+    dtype = torch.promote_types(input.dtype, target.dtype)
+    return dtype if weight is None else torch.promote_types(dtype, weight.dtype)
+
+
+def class_weight_shape(fn: str, weight, C: int, position: int) -> None:
+    """A cross-entropy's class ``weight``: a tensor of shape ``(C,)``."""
+    tensor(fn, "weight", weight, position)
+    if tuple(weight.shape) != (C,):
+        raise RuntimeError(f"{fn}(): expected 'weight' of shape ({C},), one per class, got shape {shape(weight)}")
+
+
+def index_dtype(fn: str, target: Tensor, logits_shape: tuple) -> None:
+    """A class-index ``target``: int64 or uint8 (else it would be class probabilities of ``logits_shape``)."""
+    if target.dtype not in (torch.int64, torch.uint8):
+        raise RuntimeError(
+            f"{fn}(): expected 'target' of class indices with dtype torch.int64 (or torch.uint8), or class "
+            f"probabilities of shape {logits_shape}; got dtype {target.dtype} and shape {shape(target)}"
+        )

@@ -6,6 +6,7 @@ or mutated) and applies the hand-written Function (:mod:`manual_autograd.ops`).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Optional
 
@@ -51,12 +52,12 @@ def _autocast(dtype: torch.dtype, device: torch.device, *tensors):
     """Cast what autocast casts (floating-point tensors on its device, float64 excepted), as the
     native ops' policy: linear runs in the autocast dtype, cross_entropy in float32, the
     activations in their input's dtype (no cast)."""
-    return tuple(
-        t.to(dtype)
-        if isinstance(t, Tensor) and t.is_floating_point() and t.dtype != torch.float64 and t.device == device
-        else t
-        for t in tensors
-    )
+    return tuple(t.to(dtype) if _autocasts(t, device) else t for t in tensors)
+
+
+def _autocasts(t, device: torch.device) -> bool:
+    """Whether autocast casts ``t``: a floating-point tensor on its device, float64 excepted."""
+    return isinstance(t, Tensor) and t.is_floating_point() and t.dtype != torch.float64 and t.device == device
 
 
 def linear(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
@@ -96,8 +97,7 @@ def relu_(input: Tensor) -> Tensor:
 
 def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
     r"""Apply ``x if x > 0 else negative_slope * x``. See :class:`manual_autograd.nn.LeakyReLU`."""
-    checks.leaky_relu(input, negative_slope, inplace)
-    negative_slope = float(negative_slope)
+    negative_slope = checks.leaky_relu(input, negative_slope, inplace)
     if inplace and negative_slope < 0 and checks.grad_view(input):
         # the Function also returns its mask, and autograd lets a Function that modifies a view in
         # place return nothing else: compute out of place (the mask is still all that is saved), copy back
@@ -157,6 +157,10 @@ def cross_entropy(
         with torch.autocast(input.device.type, enabled=False):
             return cross_entropy(input, target, weight, None, ignore_index, None, reduction, label_smoothing)
     target = checks.cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing)
+    if target.is_floating_point():  # class probabilities: computed in the promoted dtype, as torch's
+        dtype = checks.probability_dtype(input, target, weight)
+        input, target = input.to(dtype), target.to(dtype)
+        weight = None if weight is None else weight.to(dtype)
     if not target.is_floating_point() and target.device.type == "cpu" and backend.kernels_for(input, weight):
         # the interpreted kernels raise nothing for a class out of range (on CUDA: NaN rows); nll_loss does
         checks.target_values(target, input.shape[0] if input.dim() == 1 else input.shape[1], ignore_index)
@@ -195,7 +199,13 @@ def activation_linear(
         >>> activation_linear(z, w, b, "gelu").shape
         torch.Size([8, 30])
     """
-    param = checks.activation_linear(input, weight, bias, activation, negative_slope, approximate)
+    act_dtype = None
+    if torch._C._is_any_autocast_enabled() and isinstance(input, Tensor) and torch.is_autocast_enabled(input.device.type):
+        # the unfused chain's policy: the activation in z's dtype, the Linear in the autocast dtype
+        dev, dtype = input.device, torch.get_autocast_dtype(input.device.type)
+        act_dtype = dtype if _autocasts(input, dev) else input.dtype
+        weight, bias = _autocast(dtype, dev, weight, bias)
+    param = checks.activation_linear(input, weight, bias, activation, negative_slope, approximate, act_dtype)
     return ActivationLinearFunction.apply(input, weight, bias, activation, param)
 
 
@@ -220,7 +230,9 @@ def linear_cross_entropy(
     number of classes exceeds ``in_features`` or ``chunk_size`` is given. Otherwise (few classes,
     as MNIST's 10, where the logits are smaller than the input; class-probability targets;
     a K-dimensional ``linear_weight``) it is the unfused :func:`~manual_autograd.functional.linear`
-    then :func:`~manual_autograd.functional.cross_entropy`, so nothing gets slower.
+    then :func:`~manual_autograd.functional.cross_entropy`, so nothing gets slower. Under autocast
+    both paths follow the unfused chain's policy: the logits' matmuls in the autocast dtype, the
+    cross-entropy (softmax, sums, class weight, gradient of the logits) in float32.
 
     Args:
         input: ``(in_features)`` or ``(N, in_features)``.
@@ -240,6 +252,12 @@ def linear_cross_entropy(
         >>> w = torch.randn(1000, 32, requires_grad=True)
         >>> linear_cross_entropy(x, w, torch.randint(0, 1000, (64,))).backward()
     """
+    autocast = torch._C._is_any_autocast_enabled() and isinstance(input, Tensor) and torch.is_autocast_enabled(input.device.type)
+    if autocast:  # the native chain's policy: the Linear in the autocast dtype, cross-entropy in float32
+        input, linear_weight, linear_bias = _autocast(
+            torch.get_autocast_dtype(input.device.type), input.device, input, linear_weight, linear_bias
+        )
+        (weight,) = _autocast(torch.float32, input.device, weight)
     logits_shape, probabilities = checks.linear_cross_entropy(
         input, linear_weight, target, linear_bias, reduction, ignore_index, label_smoothing, chunk_size
     )
@@ -253,13 +271,16 @@ def linear_cross_entropy(
             logits, target, weight, ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing
         )
     # chunked path: class indices, (N, in) input
-    checks.linear_cross_entropy_chunked(input, target, weight, C, ignore_index, logits_shape)
+    # under autocast the cross-entropy computes in float32 (float64 stays), its blocks' matmuls in x's dtype
+    acc = torch.float32 if autocast and input.dtype in (torch.float16, torch.bfloat16) else input.dtype
+    checks.linear_cross_entropy_chunked(input, target, weight, C, ignore_index, logits_shape, acc)
     x = input if input.dim() == 2 else input.unsqueeze(0)
     chunk = chunk_size or default_chunk_size(C)
-    out = LinearCrossEntropyFunction.apply(
-        x, linear_weight, linear_bias, target.reshape(-1), weight, int(ignore_index), reduction,
-        float(label_smoothing), int(chunk),
-    )[0]
+    with torch.autocast(input.device.type, enabled=False) if autocast else contextlib.nullcontext():
+        out = LinearCrossEntropyFunction.apply(
+            x, linear_weight, linear_bias, target.reshape(-1), weight, int(ignore_index), reduction,
+            float(label_smoothing), int(chunk), acc,
+        )[0]
     return out.reshape(target.shape) if reduction == "none" and out.shape != target.shape else out
 
 
@@ -381,3 +402,11 @@ def scaled_dot_product_attention(
             v = v.repeat_interleave(hq // hv, -3) if hv != hq else v
     out = AttentionFunction.apply(q, k, v, mask, p, bool(is_causal), scale, seed, _attention.KEY_BLOCK)[0]
     return out.flatten(-4, -3) if grouped else out
+
+
+# torch.fx: each public function is a leaf of a symbolic trace (one call_function node), as
+# torch.nn.functional's are; otherwise the tracer would run the checks and the Function on a Proxy.
+# wrap patches this module's globals while tracing, so nn.py's ``F.linear(...)`` calls trace too.
+for _name in __all__:
+    torch.fx.wrap(_name)
+del _name

@@ -13,6 +13,7 @@ from typing import Callable, List, Optional, Sequence, Union
 
 from torch import Tensor, nn
 
+from . import checks
 from . import functional as F
 from .ops import ACTIVATIONS as _OP_ACTIVATIONS
 
@@ -255,12 +256,8 @@ class ActivationLinear(nn.Linear):
         device=None,
         dtype=None,
     ) -> None:
-        if activation not in ACTIVATIONS:
-            raise ValueError(
-                f"ActivationLinear: argument 'activation' must be one of {tuple(ACTIVATIONS)}, got {activation!r}"
-            )
-        if approximate not in ("none", "tanh"):
-            raise ValueError(f"ActivationLinear: argument 'approximate' must be 'none' or 'tanh', got {approximate!r}")
+        checks.activation_name("ActivationLinear", activation)
+        checks.gelu_approximate("ActivationLinear", approximate, ValueError)
         super().__init__(in_features, out_features, bias, device, dtype)
         self.activation = activation
         self.negative_slope = negative_slope

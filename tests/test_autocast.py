@@ -106,3 +106,132 @@ def test_mlp_error_vs_float64_within_2x_native(dev, dtype):
         e_ours, e_native = _err(o, r), _err(n, r)
         assert e_native > 0 or name == "loss", name  # a real low-precision run, not float32 in disguise
         assert e_ours <= 2 * e_native + 1e-7, f"{name}: error {e_ours:.2e} vs native {e_native:.2e}"
+
+
+# ------------------------------------------------------------------------------------------------
+# the fused layers: the policy of the unfused native chain each replaces
+
+
+def _fused(dev):
+    """name -> (ours, the native unfused chain): functions of ``(x, w, b, class_weight)``."""
+    t = torch.randint(0, 40, (32,), device=dev)
+    t[3] = -100
+    acts = {"relu": TF.relu, "leaky_relu": lambda z: TF.leaky_relu(z, -0.1), "gelu": TF.gelu, "silu": TF.silu}
+    cases = {
+        f"activation_linear-{a}": (
+            lambda x, w, b, cw, a=a: F.activation_linear(x, w[:24, :16], b[:24], a, -0.1),
+            lambda x, w, b, cw, a=a: TF.linear(acts[a](x), w[:24, :16], b[:24]),
+        )
+        for a in acts
+    }
+    for chunk in (None, 16):  # the chunked path (40 classes > 16 features, or chunks of 16) and the unfused one (few classes)
+        for eps in (0.0, 0.1):  # with a class weight and smoothing, or neither
+            name = f"linear_cross_entropy-chunk{chunk}-{'w' if eps else 'plain'}"
+            cases[name] = (
+                lambda x, w, b, cw, eps=eps, chunk=chunk: F.linear_cross_entropy(
+                    x, w, t, linear_bias=b, chunk_size=chunk, weight=cw if eps else None, label_smoothing=eps
+                ),
+                lambda x, w, b, cw, eps=eps: TF.cross_entropy(
+                    TF.linear(x, w, b), t, weight=cw if eps else None, label_smoothing=eps
+                ),
+            )
+    cases["linear_cross_entropy-unfused-few-classes"] = (
+        lambda x, w, b, cw: F.linear_cross_entropy(x, w[:8], t.clamp(0, 7), linear_bias=b[:8]),
+        lambda x, w, b, cw: TF.cross_entropy(TF.linear(x, w[:8], b[:8]), t.clamp(0, 7)),
+    )
+    return cases
+
+
+@pytest.mark.parametrize("dev,dtype", MODES)
+@pytest.mark.parametrize("in_dtype", [torch.float32, "low"])
+def test_fused_ops_dtypes_and_error_vs_float64_within_2x_native(dev, dtype, in_dtype):
+    _check_fused(dev, dtype, dtype if in_dtype == "low" else in_dtype)
+
+
+def _check_fused(dev, dtype, in_dtype, only=None):
+    torch.manual_seed(0)
+    x0 = torch.randn(32, 16, device=dev)
+    w0, b0 = torch.randn(40, 16, device=dev) / 4, torch.randn(40, device=dev)
+    cw0 = torch.rand(40, device=dev) + 0.5
+    for name, (ours, native) in _fused(dev).items():
+        if only is not None and name not in only:
+            continue
+        runs = {}
+        for key, fn, x_dtype, p_dtype, cast in [
+            ("ref", native, torch.float64, torch.float64, False),
+            ("ours", ours, in_dtype, torch.float32, True),
+            ("native", native, in_dtype, torch.float32, True),
+        ]:
+            x = x0.to(x_dtype).clone().requires_grad_()
+            w, b = w0.to(p_dtype).clone().requires_grad_(), b0.to(p_dtype).clone().requires_grad_()
+            with torch.autocast(dev, dtype=dtype, enabled=cast):
+                out = fn(x, w, b, cw0.to(p_dtype))
+            out.float().sum().backward()
+            runs[key] = (out, x.grad, w.grad, b.grad)
+        (o, *go), (n, *gn), (r, *gr) = runs["ours"], runs["native"], runs["ref"]
+        assert o.dtype == n.dtype, name
+        assert [g.dtype for g in go] == [g.dtype for g in gn], name
+        for what, a, c, ref in [("out", o, n, r), *[(f"grad{i}", a, c, ref) for i, (a, c, ref) in enumerate(zip(go, gn, gr))]]:
+            e_ours, e_native = _err(a, ref), _err(c, ref)
+            assert e_ours <= 2 * e_native + 1e-6, f"{name} {what}: error {e_ours:.2e} vs native {e_native:.2e}"
+
+
+@pytest.mark.parametrize("dev,dtype", MODES)
+def test_fused_modules_under_autocast(dev, dtype):
+    # nn.MLP(fused=True): its first Linear (torch's) gives the autocast dtype, ActivationLinear float32 weights
+    torch.manual_seed(0)
+    x, y = torch.randn(16, 12, device=dev), torch.randint(0, 30, (16,), device=dev)
+    mlp = mnn.MLP(12, [20, 20, 8], activation_layer=torch.nn.GELU).to(dev)
+    al = mnn.ActivationLinear(12, 8, activation="silu").to(dev)
+    lce = mnn.LinearCrossEntropyLoss(12, 30, bias=True).to(dev)
+    for name, m in [("mlp", mlp), ("al", al)]:
+        with torch.autocast(dev, dtype=dtype):
+            out = m(x)
+        assert out.dtype == dtype, name
+        out.float().sum().backward()
+        assert all(p.grad.dtype == torch.float32 and torch.isfinite(p.grad).all() for p in m.parameters()), name
+    with torch.autocast(dev, dtype=dtype):
+        loss = lce(x, y)
+    loss.backward()
+    assert loss.dtype == torch.float32 and lce.linear.weight.grad.dtype == torch.float32
+
+
+@pytest.mark.parametrize("dev,dtype", [p for p in MODES if p.id != "cpu-fp16"])  # (the interpreter is slow)
+def test_fused_ops_under_autocast_on_the_kernel_path(dev, dtype, monkeypatch):
+    # the Triton backward of ActivationLinear gets z in float32 and g cast back to it; the chunked
+    # linear_cross_entropy's block kernels get float32 blocks. On CPU the interpreter runs them
+    # (float32 inputs: it has no bf16), on CUDA the compiled kernels (both input dtypes).
+    from manual_autograd import backend
+
+    with backend.use("triton"):
+        if not backend.kernels_for(torch.zeros(1, device=dev)):
+            pytest.skip("no Triton kernels for this device")
+        calls = []
+        for mod, name in [("activation_linear", "backward"), ("linear_cross_entropy", "block_update_")]:
+            fn = getattr(getattr(backend.kernels(), mod), name)
+            monkeypatch.setattr(getattr(backend.kernels(), mod), name, lambda *a, fn=fn, mod=mod, **k: (calls.append(mod), fn(*a, **k))[1])
+        # on CPU two cases (the interpreter is slow): one activation, the chunked loss with weight and smoothing
+        only = None if dev == "cuda" else ("activation_linear-gelu", "linear_cross_entropy-chunk16-w")
+        _check_fused(dev, dtype, torch.float32, only)
+        if dev == "cuda":
+            _check_fused(dev, dtype, dtype)
+    assert {"activation_linear", "linear_cross_entropy"} <= set(calls)  # the kernels ran
+
+
+def test_fused_mlp_under_autocast_compiles_fullgraph():
+    torch.manual_seed(0)
+    mlp = mnn.MLP(12, [20, 20, 8], activation_layer=torch.nn.SiLU)
+    x = torch.randn(16, 12)
+    compiled = torch.compile(mlp, fullgraph=True, backend="aot_eager")
+    runs = []
+    for m in (mlp, compiled):
+        mlp.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = m(x)
+        out.float().sum().backward()
+        runs.append((out, [p.grad.clone() for p in mlp.parameters()]))
+    (out_e, grads_e), (out_c, grads_c) = runs
+    assert out_c.dtype == torch.bfloat16
+    torch.testing.assert_close(out_c, out_e)
+    for gc, ge in zip(grads_c, grads_e):
+        torch.testing.assert_close(gc, ge)

@@ -189,3 +189,88 @@ def test_per_sample_grads_vmap_grad_equal_loop(label_smoothing):
     )
     for k in params:
         assert_close(per_sample[k], ref[k])
+
+
+# ------------------------------------------------------------------------------------------------
+# forward-mode AD through the fused ops, against torch's unfused composition
+
+
+_ACT_REF = {
+    "relu": TF.relu,
+    "leaky_relu": lambda z: TF.leaky_relu(z, -0.2),
+    "gelu": lambda z: TF.gelu(z, approximate="tanh"),
+    "silu": TF.silu,
+}
+
+
+def _fused_ops():
+    z, w, b = torch.randn(2, 3, 5, dtype=D), torch.randn(6, 5, dtype=D), torch.randn(6, dtype=D)
+    x, wc, bc = torch.randn(5, 4, dtype=D), torch.randn(7, 4, dtype=D), torch.randn(7, dtype=D)
+    cw = torch.rand(7, dtype=D) + 0.5
+    t = torch.randint(0, 7, (5,))
+    t[1] = 3
+    cases = {
+        f"activation_linear-{a}": (
+            lambda z, w, b, a=a: F.activation_linear(z, w, b, a, -0.2, "tanh"),
+            lambda z, w, b, a=a: TF.linear(_ACT_REF[a](z), w, b),
+            (z, w, b),
+        )
+        for a in _ACT_REF
+    }
+    cases["activation_linear-nobias"] = (
+        lambda z, w: F.activation_linear(z, w, None, "silu"), lambda z, w: TF.linear(TF.silu(z), w), (z, w)
+    )
+    for red in ("none", "sum", "mean"):
+        for eps, ii in ((0.0, -100), (0.2, 3)):  # (ignore_index 3: the target's row 1 is ignored)
+            # chunks of 3 classes: the tangent is built block by block; the class weight's tangent too
+            cases[f"linear_cross_entropy-{red}-eps{eps}"] = (
+                lambda x, w, b, c, red=red, eps=eps, ii=ii: F.linear_cross_entropy(
+                    x, w, t, linear_bias=b, weight=c, reduction=red, label_smoothing=eps, ignore_index=ii, chunk_size=3
+                ),
+                lambda x, w, b, c, red=red, eps=eps, ii=ii: _ce_ref_ii(x @ w.T + b, t, c, eps, red, ii),
+                (x, wc, bc, cw),
+            )
+    cases["linear_cross_entropy-noweight-nobias"] = (
+        lambda x, w: F.linear_cross_entropy(x, w, t, label_smoothing=0.1, chunk_size=4),
+        lambda x, w: TF.cross_entropy(x @ w.T, t, label_smoothing=0.1),
+        (x, wc),
+    )
+    return cases
+
+
+def _ce_ref_ii(x, t, w, label_smoothing, reduction, ignore_index):
+    """:func:`_ce_ref` with another ``ignore_index``."""
+    return _ce_ref(x, torch.where(t == ignore_index, -100, t), w, label_smoothing, reduction)
+
+
+@pytest.mark.parametrize("name", list(_fused_ops()))
+def test_fused_ops_forward_ad_matches_torch(name):
+    ours, ref, inputs = _fused_ops()[name]
+    tangents = tuple(torch.randn_like(x) for x in inputs)
+    out, out_t = jvp(ours, inputs, tangents)
+    ref_out, ref_t = jvp(ref, inputs, tangents)
+    assert_close(out, ref_out)
+    assert_close(out_t, ref_t)
+    with fwAD.dual_level():  # the eager path, outside torch.func
+        duals = [fwAD.make_dual(x, t) for x, t in zip(inputs, tangents)]
+        assert_close(fwAD.unpack_dual(ours(*duals)).tangent, ref_t)
+    argnums = tuple(range(len(inputs)))
+    for a, b in zip(jacfwd(ours, argnums)(*inputs), jacfwd(ref, argnums)(*inputs)):
+        assert_close(a, b)
+
+
+def test_fused_modules_forward_ad_matches_torch():
+    torch.manual_seed(0)
+    mlp = mnn.MLP(5, [6, 6, 3], activation_layer=torch.nn.GELU).double()
+    ref = torch.nn.Sequential(mlp[0], torch.nn.GELU(), torch.nn.Linear(6, 6), torch.nn.GELU(), torch.nn.Linear(6, 3)).double()
+    ref[2].load_state_dict(mlp[1].state_dict())
+    ref[4].load_state_dict(mlp[2].state_dict())
+    x, v = torch.randn(4, 5, dtype=D), torch.randn(4, 5, dtype=D)
+    assert_close(jvp(mlp, (x,), (v,))[1], jvp(ref, (x,), (v,))[1])
+    loss = mnn.LinearCrossEntropyLoss(5, 20, bias=True, chunk_size=8, label_smoothing=0.1).double()
+    t = torch.randint(0, 20, (4,))
+    params = dict(loss.named_parameters())
+    p_t = {k: torch.randn_like(p) for k, p in params.items()}
+    ours = jvp(lambda p: functional_call(loss, p, (x, t)), (params,), (p_t,))[1]
+    theirs = jvp(lambda p: TF.cross_entropy(TF.linear(x, p["linear.weight"], p["linear.bias"]), t, label_smoothing=0.1), (params,), (p_t,))[1]
+    assert_close(ours, theirs)

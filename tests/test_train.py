@@ -274,3 +274,12 @@ def test_fit_on_cuda_with_data_on_the_device(tiny_root, tmp_path, precision):
     cli.trainer.fit(cli.model, cli.datamodule)
     assert cli.datamodule.train[0].device.type == "cuda"
     assert cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)[0]["test_acc"] > 0.5
+
+
+def test_bf16_mixed_fused_fit_on_cpu(tiny_root, tmp_path):
+    # fused MLP under autocast: ActivationLinear takes the autocast dtype's input and float32 weights
+    weights, acc = _fit_weights(
+        tiny_root, tmp_path, "--trainer.precision", "bf16-mixed", "--model.fused", "true", "--model.activation", "gelu"
+    )
+    assert all(w.dtype == torch.float32 and torch.isfinite(w).all() for w in weights.values())
+    assert acc > 0.5

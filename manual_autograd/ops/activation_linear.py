@@ -17,7 +17,7 @@ import torch
 from torch.nn import functional as TF
 
 from .. import backend
-from .base import Function, cast_like, rows
+from .base import Function, cast_like, rows, save_for_jvp
 from .gelu import gelu_derivative
 from .leaky_relu import leaky_relu_derivative
 from .linear import LinearFunction
@@ -28,11 +28,15 @@ __all__ = ["ActivationLinearFunction", "ACTIVATIONS"]
 
 
 class ActivationLinearFunction(Function):
-    """``out = act(z) Wᵀ + b``; ``param`` is leaky_relu's slope, gelu's approximation, else None."""
+    """``out = act(z) Wᵀ + b``; ``param`` is leaky_relu's slope, gelu's approximation, else None.
+
+    ``z`` may have another dtype than ``W`` (autocast: ``W`` in the autocast dtype, ``z`` in its
+    own): ``act(z)`` is computed in ``z``'s dtype and cast to ``W``'s, as the unfused chain does.
+    """
 
     @staticmethod
     def forward(z, weight, bias, activation, param):
-        return LinearFunction.forward(activation_value(z, activation, param), weight, bias)
+        return LinearFunction.forward(cast_like(activation_value(z, activation, param), weight), weight, bias)
 
     @staticmethod
     def setup_context(ctx, inputs, out):
@@ -40,26 +44,42 @@ class ActivationLinearFunction(Function):
         need_z, need_w, _ = ctx.needs_input_grad[:3]
         ctx.activation, ctx.param = activation, param
         ctx.save_for_backward(z if need_z or need_w else None, weight if need_z else None)
+        save_for_jvp(ctx, z, weight, activation=activation, param=param)
 
     @staticmethod
     def backward(ctx, grad_out):
         z, weight = ctx.saved_tensors
         need_z, need_w, need_b = ctx.needs_input_grad[:3]
         grad_z = grad_w = grad_b = None
-        if (need_z or need_w) and backend.kernels_for(z, grad_out, grad=True):
+        if (need_z or need_w) and backend.kernels_for(z, grad=True):
             # the recompute of act(z) and the derivative in one pass, between the matrix products
-            g = grad_out.matmul(weight) if need_z else None
+            # (the kernel reads z and g in z's dtype; grad_out, in W's, only meets the matmuls)
+            g = cast_like(grad_out.matmul(weight), z) if need_z else None
             act, grad_z = backend.kernels().activation_linear.backward(z, g, ctx.activation, ctx.param, need_w)
             if need_w:
-                grad_w = rows(grad_out).t().matmul(rows(act))
+                grad_w = rows(grad_out).t().matmul(rows(cast_like(act, grad_out)))
             return grad_z, grad_w, rows(grad_out).sum(0) if need_b else None, None, None
         if need_w:
-            grad_w = rows(grad_out).t().matmul(rows(activation_value(z, ctx.activation, ctx.param)))
+            grad_w = rows(grad_out).t().matmul(rows(cast_like(activation_value(z, ctx.activation, ctx.param), grad_out)))
         if need_b:
             grad_b = rows(grad_out).sum(0)
         if need_z:
-            grad_z = activation_grad(grad_out.matmul(weight), z, ctx.activation, ctx.param)
+            grad_z = activation_grad(cast_like(grad_out.matmul(weight), z), z, ctx.activation, ctx.param)
         return grad_z, grad_w, grad_b, None, None
+
+    @staticmethod
+    def forward_ad(ctx, z_t, weight_t, bias_t, *_):
+        z, weight = ctx.saved_tensors
+        # d(act(z) Wᵀ + b) = (act'(z) ⊙ dz) Wᵀ + act(z) dWᵀ + db
+        out_t = None
+        if z_t is not None:
+            out_t = cast_like(activation_grad(z_t, z, ctx.activation, ctx.param), weight).matmul(weight.t())
+        if weight_t is not None:
+            t = cast_like(activation_value(z, ctx.activation, ctx.param), weight).matmul(weight_t.t())
+            out_t = t if out_t is None else out_t + t
+        if bias_t is not None:
+            out_t = bias_t.expand(z.shape[:-1] + weight.shape[:1]) if out_t is None else out_t + bias_t
+        return out_t
 
 
 #: name -> (value, one-pass backward kernel, reference derivative), each ``f(z, param)`` / ``f(grad, z, param)``.
