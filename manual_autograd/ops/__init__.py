@@ -16,6 +16,8 @@ from .linear import LinearFunction
 from .linear_cross_entropy import LinearCrossEntropyFunction, default_chunk_size
 from .relu import ReLUFunction
 from .silu import SiLUFunction
+from .glu import GLU_ACTIVATIONS, GLUFunction
+from .gated_linear import GatedLinearFunction
 
 __all__ = [
     "Function",
@@ -31,4 +33,7 @@ __all__ = [
     "default_chunk_size",
     "pack_bits",
     "unpack_bits",
+    "GLUFunction",
+    "GatedLinearFunction",
+    "GLU_ACTIVATIONS",
 ]
