@@ -44,7 +44,7 @@ def _grads(fn, inputs, seed=1):
     """``fn``'s output and the gradients of every input under one random ``grad_out``."""
     inputs = [leaf(t) for t in inputs if t is not None]
     out = fn(*inputs)
-    g = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed), dtype=out.dtype)
+    g = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed), dtype=out.dtype).to(out.device)
     return out, torch.autograd.grad(out, inputs, g)
 
 
@@ -318,3 +318,38 @@ def test_errors_name_the_argument():
         MF.gated_linear(g, u, w.double())
     with pytest.raises(RuntimeError, match="0-dim"):
         MF.gated_linear(g[0, 0], u[0, 0], w)
+
+
+# --------------------------------------------------------------------------------------------
+# CUDA (the compiled kernels)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+@pytest.mark.parametrize("name", list(UNITS))
+def test_cuda_half_precision_equals_torch(name, dtype):
+    ours, ref = UNITS[name][:2]
+    g, u, w, b = (t.to("cuda", dtype) for t in _inputs(64, 96, dtype=torch.float32, out=32))
+    tol = {} if dtype == torch.float32 else dict(rtol=2e-2, atol=2e-2)
+    _assert_same(_grads(ours, (g, u)), _grads(ref, (g, u)), **tol)
+    _assert_same(_grads(fused(name), (g, u, w, b)), _grads(unfused(name), (g, u, w, b)), **({"rtol": 1e-4, "atol": 1e-4} if not tol else tol))
+
+
+@pytest.mark.cuda
+def test_cuda_mlp_under_autocast_and_compile():
+    torch.manual_seed(5)
+    ref = TorchGatedMLP(64, 160).cuda()
+    torch.manual_seed(5)
+    m = ma.nn.GatedMLP(64, 160, device="cuda")
+    x = torch.randn(32, 64, device="cuda")
+    for fn in (m, torch.compile(m, fullgraph=True)):
+        outs = []
+        for model in (fn, ref):
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                out = model(x)
+            outs.append((out, torch.autograd.grad(out.float().square().sum(), list(ref.parameters() if model is ref else m.parameters()))))
+        (o, gs), (e, es) = outs
+        assert o.dtype == e.dtype == torch.bfloat16
+        assert_close(o.float(), e.float(), rtol=2e-2, atol=2e-2)
+        for a, c in zip(gs, es):
+            assert_close(a, c, rtol=5e-2, atol=5e-2)

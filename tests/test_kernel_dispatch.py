@@ -23,7 +23,8 @@ SINGLE_THREAD = True
 def calls(monkeypatch):
     """Counts calls of every kernel launcher, by ``module.function`` name."""
     seen = {}
-    for mod_name in ("relu", "leaky_relu", "gelu", "silu", "cross_entropy", "activation_linear", "linear_cross_entropy"):
+    for mod_name in ("relu", "leaky_relu", "gelu", "silu", "cross_entropy", "activation_linear", "linear_cross_entropy",
+                     "glu"):
         mod = getattr(K, mod_name)
         for fn in ("forward", "backward", "softmax_scale_", "block_update_"):
             if hasattr(mod, fn):
@@ -79,6 +80,12 @@ OPS = {
         lambda z, w, b: F.activation_linear(z, w, b, "leaky_relu", negative_slope=0.25),
         lambda: (_x(4, 6), _x(3, 6), _x(3)),
         {"activation_linear.backward"},
+    ),
+    "swiglu": (F.swiglu, lambda: (_x(5, 7), _x(5, 7)), {"glu.forward", "glu.backward"}),
+    "geglu-tanh": (lambda g, u: F.geglu(g, u, "tanh"), lambda: (_x(5, 7), _x(5, 7)), {"glu.forward", "glu.backward"}),
+    "gated_linear-silu": (
+        lambda g, u, w, b: F.gated_linear(g, u, w, b, "silu"), lambda: (_x(4, 6), _x(4, 6), _x(3, 6), _x(3)),
+        {"glu.forward", "glu.backward"},
     ),
     "linear_cross_entropy": (
         lambda x, w: F.linear_cross_entropy(x, w, _ce_target(8, 12), chunk_size=5, label_smoothing=0.1),
