@@ -353,3 +353,13 @@ def test_cuda_mlp_under_autocast_and_compile():
         assert_close(o.float(), e.float(), rtol=2e-2, atol=2e-2)
         for a, c in zip(gs, es):
             assert_close(a, c, rtol=5e-2, atol=5e-2)
+
+
+def test_benchmark_row_runs_and_keeps_half():
+    from benchmarks.common import measure_case
+    from benchmarks.fused import gated_mlp_case
+
+    cpu = torch.device("cpu")
+    row = measure_case(gated_mlp_case(cpu, tokens=16, hidden=8, intermediate=12), cpu, rounds=1, min_run_time=0.001)
+    assert row["step"]["ratio"] > 0
+    assert row["manual_saved"]["act"] == 2 * 16 * 12 * 4 and row["saved_ratio"] == 0.5
