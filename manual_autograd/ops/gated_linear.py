@@ -48,7 +48,9 @@ class GatedLinearFunction(Function):
         gate, up, weight = ctx.saved_tensors
         need_gate, need_up, need_w, need_b = ctx.needs_input_grad[:4]
         h = cast_like(grad_out.matmul(weight), gate) if need_gate or need_up else None
-        p, grad_gate, grad_up = glu_grads(h, gate, up, ctx.activation, ctx.approximate, need_gate, need_up, need_w)
+        p, grad_gate, grad_up = glu_grads(
+            h, gate, up, ctx.activation, ctx.approximate, need_gate, need_up, need_w, grad_is_temp=h is not None
+        )
         grad_w = rows(grad_out).t().matmul(rows(cast_like(p, grad_out))) if need_w else None
         grad_b = rows(grad_out).sum(0) if need_b else None
         return grad_gate, grad_up, grad_w, grad_b, None, None

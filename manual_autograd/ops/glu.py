@@ -19,7 +19,7 @@ import torch
 
 from .. import backend
 from .activation_linear import activation_grad, activation_value
-from .base import Function, cast_like, save_for_jvp
+from .base import Function, cast_like, in_place, save_for_jvp
 
 __all__ = ["GLUFunction", "GLU_ACTIVATIONS", "glu_value", "glu_grads", "glu_tangent"]
 
@@ -65,19 +65,26 @@ def glu_value(gate, up, activation, approximate):
     return a.mul_(up)
 
 
-def glu_grads(grad, gate, up, activation, approximate, need_gate, need_up, need_prod=False):
+def glu_grads(grad, gate, up, activation, approximate, need_gate, need_up, need_prod=False, grad_is_temp=False):
     """``(act(gate) · up, grad · up · act'(gate), grad · act(gate))``, each or None as asked.
 
     ``grad`` is the gradient reaching the product (of ``gate``'s shape and dtype); with kernels, the
     three in one pass. The product is what :class:`~.gated_linear.GatedLinearFunction` needs for
-    its weight gradient; ``up`` may be None when neither it nor ``d_gate`` is asked for.
+    its weight gradient; ``up`` may be None when neither it nor ``d_gate`` is asked for. Outside
+    double backward the temporaries are reused in place (``grad`` too if ``grad_is_temp``).
     """
     if backend.kernels_for(gate, up, grad, grad=True):
         return backend.kernels().glu.backward(gate, up, grad, activation, approximate, need_gate, need_up, need_prod)
     a = activation_value(gate, activation, approximate) if need_up or need_prod else None
     prod = a * up if need_prod else None
-    grad_up = cast_like(grad * a, grad) if need_up else None
-    grad_gate = activation_grad(grad * up, gate, activation, approximate) if need_gate else None
+    fast = grad is not None and in_place(grad) and grad.dtype == gate.dtype
+    grad_up = None
+    if need_up:  # before grad_gate, which may overwrite grad
+        grad_up = a.mul_(grad) if fast else cast_like(grad * a, grad)
+    grad_gate = None
+    if need_gate:
+        g = grad.mul_(up) if fast and grad_is_temp else grad * up
+        grad_gate = activation_grad(g, gate, activation, approximate)
     return prod, grad_gate, grad_up
 
 
