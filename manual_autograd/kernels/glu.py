@@ -120,8 +120,7 @@ def _glu_backward_op(
     need_gate: bool, need_up: bool, need_prod: bool,
 ) -> tuple[Tensor, Tensor, Tensor]:
     out = _backward(gate, up, grad, activation, approximate, need_gate, need_up, need_prod, traced=True)
-    empty = gate.new_empty(0)  # a custom op returns tensors, never None
-    return tuple(empty if t is None else t for t in out)
+    return tuple(gate.new_empty(0) if t is None else t for t in out)  # a custom op returns tensors, never None
 
 
 def forward(gate: Tensor, up: Tensor, activation: str = "silu", approximate: str = "none") -> Tensor:
