@@ -81,10 +81,10 @@ OPS = {
         lambda: (_x(4, 6), _x(3, 6), _x(3)),
         {"activation_linear.backward"},
     ),
-    "swiglu": (F.swiglu, lambda: (_x(5, 7), _x(5, 7)), {"glu.forward", "glu.backward"}),
-    "geglu-tanh": (lambda g, u: F.geglu(g, u, "tanh"), lambda: (_x(5, 7), _x(5, 7)), {"glu.forward", "glu.backward"}),
+    "swiglu": (F.swiglu, lambda: (_x(3, 5), _x(3, 5)), {"glu.forward", "glu.backward"}),
+    "geglu-tanh": (lambda g, u: F.geglu(g, u, "tanh"), lambda: (_x(3, 5), _x(3, 5)), {"glu.forward", "glu.backward"}),
     "gated_linear-silu": (
-        lambda g, u, w, b: F.gated_linear(g, u, w, b, "silu"), lambda: (_x(4, 6), _x(4, 6), _x(3, 6), _x(3)),
+        lambda g, u, w, b: F.gated_linear(g, u, w, b, "silu"), lambda: (_x(3, 4), _x(3, 4), _x(2, 4), _x(2)),
         {"glu.forward", "glu.backward"},
     ),
     "linear_cross_entropy": (

@@ -19,6 +19,8 @@ FUNCTIONS = [
     "LinearFunction", "ReLUFunction", "LeakyReLUFunction", "GELUFunction", "SiLUFunction",
     "CrossEntropyFunction", "ActivationLinearFunction", "LinearCrossEntropyFunction",
 ]
+OPS += ["glu", "gated_linear"]
+FUNCTIONS += ["GLUFunction", "GatedLinearFunction"]
 
 
 def _module_name(path: Path) -> str:
