@@ -75,6 +75,17 @@ def test_gated_linear_gradcheck_and_gradgradcheck(name, bias):
     check_grads(fused(name), tuple(inputs))
 
 
+def test_one_dim_zero_dim_and_empty_inputs():
+    g, u, w, b = _inputs(4)
+    check_grads(fused("swiglu"), (leaf(g), leaf(u), leaf(w), leaf(b)))  # one sample: (in,) -> (out,)
+    for shape in ((), (0,), (2, 0, 3)):
+        g, u = torch.randn(shape), torch.randn(shape)
+        for name, (ours, ref, _, _) in UNITS.items():
+            _assert_same(_grads(ours, (g, u)), _grads(ref, (g, u)))
+    g, u, w, b = _inputs(0, 4, dtype=torch.float32)
+    _assert_same(_grads(fused("geglu"), (g, u, w, b)), _grads(unfused("geglu"), (g, u, w, b)))
+
+
 def test_gated_linear_partial_grads_gradcheck():
     g, u, w, _ = _inputs(3, 4)
     check_grads(lambda g: fused("swiglu")(g, u, w), (leaf(g),), gradgrad=False)
