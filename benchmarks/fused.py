@@ -42,7 +42,7 @@ from .common import (
     write_report,
 )
 
-__all__ = ["LiveBytes", "peak_bytes", "mlp_case", "lce_case", "cases", "main"]
+__all__ = ["LiveBytes", "peak_bytes", "mlp_case", "lce_case", "gated_mlp_case", "cases", "main"]
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LCE_SHAPE = dict(N=2048, in_features=512, C=32000)
@@ -200,8 +200,48 @@ def lce_case(device, N: int, in_features: int, C: int, peak: bool = True) -> Cas
     return Case(f"linear_cross_entropy N{N} in{in_features} C{C}", "fused", build, "total", meta)
 
 
+class _TorchGatedMLP(nn.Module):
+    """Hugging Face's LlamaMLP in torch.nn: ``down_proj(act(gate_proj(x)) * up_proj(x))``, unfused."""
+
+    def __init__(self, hidden, intermediate, activation):
+        super().__init__()
+        self.gate_proj = nn.Linear(hidden, intermediate, bias=False)
+        self.up_proj = nn.Linear(hidden, intermediate, bias=False)
+        self.down_proj = nn.Linear(intermediate, hidden, bias=False)
+        self.act = TF.silu if activation == "silu" else TF.gelu
+
+    def forward(self, x):
+        return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
+
+
+def gated_mlp_case(device, tokens: int = 2048, hidden: int = 1024, intermediate: int = 2816, activation: str = "silu") -> Case:
+    """A Llama-style gated MLP: the unfused torch.nn chain beside ``manual_autograd.nn.GatedMLP``
+    (same weights: same seed, same draws), backward from one fixed output gradient."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(tokens, hidden, generator=g).to(device)
+    grad_out = torch.randn(tokens, hidden, generator=g).to(device)
+    torch.manual_seed(0)
+    native = _TorchGatedMLP(hidden, intermediate, activation).to(device)
+    torch.manual_seed(0)
+    manual = ma.nn.GatedMLP(hidden, intermediate, activation=activation).to(device)
+    models = {"native": native, "manual": manual}
+
+    def build(impl: str) -> Impl:
+        model = models[impl]
+
+        def step():
+            model.zero_grad(set_to_none=True)
+            model(x).backward(grad_out)
+
+        return Impl(lambda: model(x), lambda: model(x), step, list(model.parameters()), (x,))
+
+    name = f"gated MLP {hidden}-{intermediate} {activation}, {tokens} tokens"
+    meta = {"tokens": tokens, **mlp_targets(torch.device(device), 1.5), "saved_target": 0.55}
+    return Case(name, "fused", build, "act", meta)
+
+
 def cases(device: torch.device, quick: bool = False) -> list:
-    return [mlp_case(a, device) for a in ("gelu", "silu", "relu")] + [lce_case(device, **LCE_SHAPE)]
+    return [mlp_case(a, device) for a in ("gelu", "silu", "relu")] + [lce_case(device, **LCE_SHAPE), gated_mlp_case(device)]
 
 
 # --------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from .ops import (
     ReLUFunction,
     SiLUFunction,
 )
+from .ops import GatedLinearFunction, GLUFunction
 from .testing import check_function
 
 __version__ = "0.1.0"

@@ -12,7 +12,7 @@ import numbers
 import torch
 from torch import Tensor
 
-from .ops import ACTIVATIONS
+from .ops import ACTIVATIONS, GLU_ACTIVATIONS
 
 __all__ = [
     "shape",
@@ -47,6 +47,8 @@ __all__ = [
     "probability_dtype",
     "class_weight_shape",
     "index_dtype",
+    "glu",
+    "gated_linear",
 ]
 
 
@@ -612,3 +614,55 @@ def index_dtype(fn: str, target: Tensor, logits_shape: tuple) -> None:
             f"{fn}(): expected 'target' of class indices with dtype torch.int64 (or torch.uint8), or class "
             f"probabilities of shape {logits_shape}; got dtype {target.dtype} and shape {shape(target)}"
         )
+
+
+def _approximate(fn: str, approximate) -> None:
+    if not isinstance(approximate, str):
+        raise TypeError(f"{fn}(): argument 'approximate' must be str, not {type(approximate).__name__}")
+    if approximate != "none" and approximate != "tanh":
+        raise RuntimeError(f"{fn}(): argument 'approximate' must be 'none' or 'tanh', got {approximate!r}")
+
+
+def glu(fn: str, gate, up, approximate="none") -> None:
+    """A gated unit's ``gate`` and ``up``: floating-point tensors of one shape, dtype and device."""
+    tensor(fn, "gate", gate, 1)
+    tensor(fn, "up", up, 2)
+    _approximate(fn, approximate)
+    for name, t in (("gate", gate), ("up", up)):
+        if not t.is_floating_point():
+            raise _torch_error_type("dtype")(f"{fn}(): expected '{name}' to be a floating-point tensor, got dtype {t.dtype}")
+    if gate.shape != up.shape:
+        raise RuntimeError(
+            f"{fn}(): expected 'gate' and 'up' of the same shape, got gate of shape {shape(gate)} "
+            f"and up of shape {shape(up)}"
+        )
+    like(fn, "up", up, "gate", gate)
+
+
+def gated_linear(gate, up, weight, bias, activation, approximate, autocast: bool = False) -> None:
+    """Check ``gated_linear``'s arguments; under ``autocast`` the weight's dtype may differ from the
+    inputs' (it is the autocast dtype, theirs is kept for the elementwise product)."""
+    fn = "gated_linear"
+    glu(fn, gate, up, approximate)
+    tensor(fn, "weight", weight, 3)
+    if activation not in GLU_ACTIVATIONS:
+        raise ValueError(f"{fn}(): argument 'activation' must be one of {GLU_ACTIVATIONS}, got {activation!r}")
+    if gate.dim() == 0:
+        raise RuntimeError(f"{fn}(): expected 'gate' of shape (*, in_features) with at least 1 dim, got a 0-dim tensor")
+    if weight.dim() != 2:
+        raise RuntimeError(f"{fn}(): expected 'weight' of shape (out_features, in_features), got shape {shape(weight)}")
+    if gate.shape[-1] != weight.shape[1]:
+        raise RuntimeError(
+            f"{fn}(): expected 'gate' and 'up' with last dimension in_features={weight.shape[1]} "
+            f"(weight has shape {shape(weight)}), got shape {shape(gate)}"
+        )
+    if autocast:
+        if weight.device != gate.device:
+            raise RuntimeError(f"{fn}(): expected 'weight' on {gate.device} like 'gate', got {weight.device}")
+    else:
+        like(fn, "weight", weight, "gate", gate)
+    if bias is not None:
+        tensor(fn, "bias", bias, 4)
+        if tuple(bias.shape) != (weight.shape[0],):
+            raise RuntimeError(f"{fn}(): expected 'bias' of shape ({weight.shape[0]},), got shape {shape(bias)}")
+        like(fn, "bias", bias, "weight", weight)

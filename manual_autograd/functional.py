@@ -30,6 +30,7 @@ from .ops import (
     default_chunk_size,
 )
 from .ops import attention as _attention  # its KEY_BLOCK, read at each call
+from .ops import GatedLinearFunction, GLUFunction
 
 __all__ = [
     "linear",
@@ -45,6 +46,9 @@ __all__ = [
     "dropout",
     "embedding",
     "scaled_dot_product_attention",
+    "swiglu",
+    "geglu",
+    "gated_linear",
 ]
 
 
@@ -402,6 +406,78 @@ def scaled_dot_product_attention(
             v = v.repeat_interleave(hq // hv, -3) if hv != hq else v
     out = AttentionFunction.apply(q, k, v, mask, p, bool(is_causal), scale, seed, _attention.KEY_BLOCK)[0]
     return out.flatten(-4, -3) if grouped else out
+
+
+def swiglu(gate: Tensor, up: Tensor) -> Tensor:
+    r"""SwiGLU, ``silu(gate) · up``, keeping only ``gate`` and ``up`` for backward.
+
+    Equal to ``torch.nn.functional.silu(gate) * up`` (which also keeps ``silu(gate)``).
+
+    Args:
+        gate: ``(*)``, the activation's input.
+        up: ``(*)``, the same shape, dtype and device as ``gate`` (no broadcasting).
+
+    Examples::
+
+        >>> gate, up = torch.randn(8, 64, requires_grad=True), torch.randn(8, 64)
+        >>> swiglu(gate, up).shape
+        torch.Size([8, 64])
+    """
+    checks.glu("swiglu", gate, up)
+    return GLUFunction.apply(gate, up, "silu", "none")
+
+
+def geglu(gate: Tensor, up: Tensor, approximate: str = "none") -> Tensor:
+    r"""GEGLU, ``gelu(gate, approximate) · up``, keeping only ``gate`` and ``up`` for backward.
+
+    Equal to ``torch.nn.functional.gelu(gate, approximate=approximate) * up``.
+
+    Args:
+        gate: ``(*)``, the activation's input.
+        up: ``(*)``, the same shape, dtype and device as ``gate`` (no broadcasting).
+        approximate: ``'none'`` | ``'tanh'``, the GELU variant.
+    """
+    checks.glu("geglu", gate, up, approximate)
+    return GLUFunction.apply(gate, up, "gelu", approximate)
+
+
+def gated_linear(
+    gate: Tensor,
+    up: Tensor,
+    weight: Tensor,
+    bias: Optional[Tensor] = None,
+    activation: str = "silu",
+    approximate: str = "none",
+) -> Tensor:
+    r"""Apply ``(act(gate) · up) Wᵀ + b`` as one op keeping ``gate``, ``up`` (and ``W``) for backward.
+
+    Equal to ``linear(act(gate) * up, weight, bias)``, the down projection of a Llama-style MLP;
+    the product is recomputed in backward. Under autocast it follows the unfused chain: the
+    product in the inputs' dtype, the matrix product in the autocast dtype.
+    See :class:`manual_autograd.nn.GatedMLP`.
+
+    Args:
+        gate: ``(*, in_features)``, the activation's input.
+        up: ``(*, in_features)``, the same shape, dtype and device as ``gate``.
+        weight: ``(out_features, in_features)``.
+        bias: ``(out_features)``; optional.
+        activation: ``'silu'`` (SwiGLU) | ``'gelu'`` (GEGLU).
+        approximate: ``'none'`` | ``'tanh'``, the GELU variant.
+
+    Examples::
+
+        >>> gate, up = torch.randn(8, 64, requires_grad=True), torch.randn(8, 64)
+        >>> gated_linear(gate, up, torch.randn(16, 64)).shape
+        torch.Size([8, 16])
+    """
+    cast = False
+    if torch._C._is_any_autocast_enabled() and isinstance(gate, Tensor):
+        dev = gate.device
+        if torch.is_autocast_enabled(dev.type) and gate.dtype != torch.float64:  # the product's operands, as linear's
+            weight, bias = _autocast(torch.get_autocast_dtype(dev.type), dev, weight, bias)
+            cast = True
+    checks.gated_linear(gate, up, weight, bias, activation, approximate, autocast=cast)
+    return GatedLinearFunction.apply(gate, up, weight, bias, activation, approximate)
 
 
 # torch.fx: each public function is a leaf of a symbolic trace (one call_function node), as

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from . import checks
 from . import functional as F
 from .ops import ACTIVATIONS as _OP_ACTIVATIONS
+from .ops import GLU_ACTIVATIONS as _GLU_ACTIVATIONS
 
 __all__ = [
     "Linear",
@@ -32,6 +33,7 @@ __all__ = [
     "build_mlp",
     "Dropout",
     "Embedding",
+    "GatedMLP",
 ]
 
 
@@ -558,3 +560,99 @@ class Embedding(nn.Embedding):
         return F.embedding(
             input, self.weight, self.padding_idx, self.max_norm, self.norm_type, self.scale_grad_by_freq, self.sparse
         )
+
+
+def _gated_spec(activation: str, approximate: str) -> None:
+    if activation not in _GLU_ACTIVATIONS:
+        raise ValueError(f"GatedMLP: argument 'activation' must be one of {_GLU_ACTIVATIONS}, got {activation!r}")
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"GatedMLP: argument 'approximate' must be 'none' or 'tanh', got {approximate!r}")
+
+
+class GatedMLP(nn.Module):
+    r"""The gated MLP of Llama-style transformers, ``down_proj(act(gate_proj(x)) · up_proj(x))``.
+
+    The submodules are those of Hugging Face's ``LlamaMLP`` (``gate_proj``, ``up_proj``,
+    ``down_proj``, each a :class:`Linear`), built in its order, so ``state_dict`` keys match and
+    under the same seed the initial weights equal three ``torch.nn.Linear`` built in that order.
+    The gated unit and ``down_proj`` run as one op (:func:`~manual_autograd.functional.gated_linear`)
+    that keeps ``gate_proj(x)`` and ``up_proj(x)`` for backward and recomputes the product; the
+    unfused chain also keeps ``act(gate)`` and the product.
+
+    Args:
+        hidden_size: size of each input and output sample
+        intermediate_size: width of the gated unit
+        bias: whether the three projections have a bias (``mlp_bias``). Default: ``False``
+        activation: ``'silu'`` (SwiGLU) | ``'gelu'`` (GEGLU). Default: ``'silu'``
+        approximate: GELU variant, ``'none'`` | ``'tanh'``. Default: ``'none'``
+        device: device of the parameters. Default: ``None``
+        dtype: dtype of the parameters. Default: ``None``
+
+    Shape:
+        - Input: :math:`(*, \text{hidden\_size})`.
+        - Output: :math:`(*, \text{hidden\_size})`.
+
+    Examples::
+
+        >>> m = manual_autograd.nn.GatedMLP(64, 172)
+        >>> m(torch.randn(8, 64)).size()
+        torch.Size([8, 64])
+    """
+
+    def __init__(
+        self,
+        hidden_size: int,
+        intermediate_size: int,
+        bias: bool = False,
+        activation: str = "silu",
+        approximate: str = "none",
+        device=None,
+        dtype=None,
+    ) -> None:
+        _gated_spec(activation, approximate)
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.intermediate_size = intermediate_size
+        self.activation = activation
+        self.approximate = approximate
+        self.gate_proj = Linear(hidden_size, intermediate_size, bias, device, dtype)
+        self.up_proj = Linear(hidden_size, intermediate_size, bias, device, dtype)
+        self.down_proj = Linear(intermediate_size, hidden_size, bias, device, dtype)
+
+    @classmethod
+    def from_linears(
+        cls, gate_proj: nn.Linear, up_proj: nn.Linear, down_proj: nn.Linear, activation: str = "silu",
+        approximate: str = "none",
+    ) -> "GatedMLP":
+        """A GatedMLP around three existing Linears (e.g. an HF ``LlamaMLP``'s), sharing their
+        parameters; each becomes a :class:`Linear` (its class swapped, as :func:`convert` does)."""
+        _gated_spec(activation, approximate)
+        for name, m in (("gate_proj", gate_proj), ("up_proj", up_proj), ("down_proj", down_proj)):
+            if type(m) not in (nn.Linear, Linear):
+                raise TypeError(f"GatedMLP.from_linears(): argument '{name}' must be a torch.nn.Linear, not {type(m).__name__}")
+        hidden, inter = gate_proj.in_features, gate_proj.out_features
+        if (up_proj.in_features, up_proj.out_features) != (hidden, inter) or (
+            down_proj.in_features, down_proj.out_features) != (inter, hidden):
+            raise ValueError(
+                f"GatedMLP.from_linears(): expected up_proj {hidden}->{inter} and down_proj {inter}->{hidden} "
+                f"like gate_proj, got up_proj {up_proj.in_features}->{up_proj.out_features} and down_proj "
+                f"{down_proj.in_features}->{down_proj.out_features}"
+            )
+        self = cls.__new__(cls)
+        nn.Module.__init__(self)
+        self.hidden_size, self.intermediate_size = hidden, inter
+        self.activation, self.approximate = activation, approximate
+        for name, m in (("gate_proj", gate_proj), ("up_proj", up_proj), ("down_proj", down_proj)):
+            m.__class__ = Linear
+            setattr(self, name, m)
+        return self
+
+    def forward(self, x: Tensor) -> Tensor:
+        down = self.down_proj
+        return F.gated_linear(self.gate_proj(x), self.up_proj(x), down.weight, down.bias, self.activation, self.approximate)
+
+    def extra_repr(self) -> str:
+        s = f"activation={self.activation}"
+        if self.activation == "gelu" and self.approximate != "none":
+            s += f", approximate={self.approximate!r}"
+        return s

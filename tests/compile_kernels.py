@@ -31,8 +31,7 @@ except ImportError as e:  # pragma: no cover - a Triton without its compiler API
 
 from manual_autograd.kernels import activation_linear as al  # noqa: E402
 from manual_autograd.kernels import cross_entropy as ce  # noqa: E402
-from manual_autograd.kernels import gelu, leaky_relu, relu, silu  # noqa: E402
-from manual_autograd.kernels import dropout, embedding  # noqa: E402
+from manual_autograd.kernels import dropout, embedding, gelu, glu, leaky_relu, relu, silu  # noqa: E402
 from manual_autograd.kernels import linear_cross_entropy as lce  # noqa: E402
 
 TARGET = GPUTarget("cuda", 90, 32)
@@ -90,6 +89,17 @@ def main() -> int:
                 compile_one(f"activation_linear {dt} ACT={act} TANH={tanh}", al._act_bwd,
                             {"z_ptr": P(dt), "g_ptr": P(dt), "a_ptr": P(dt), "gz_ptr": P(dt), "n": "i32", "slope": "fp64"},
                             {"ACT": act, "TANH": tanh, "WRITE_ACT": True, "WRITE_GRAD": True, "ACC": acc, "BLOCK": 1024})
+        for gl, tanh in ((False, False), (True, False), (True, True)):  # silu, gelu, gelu tanh
+            compile_one(f"glu fwd {dt} GELU={gl} TANH={tanh}", glu._glu_fwd,
+                        {"gate_ptr": P(dt), "up_ptr": P(dt), "out_ptr": P(dt), "n": "i32"},
+                        {"GELU": gl, "TANH": tanh, "ACC": acc, "BLOCK": 1024})
+            flags = ((False, True, True), (True, True, True)) + (() if gl else ((True, False, False), (False, False, True)))
+            for prod, dg, du in flags:  # GLU's backward, GatedLinear's (+ the product), partial ones
+                compile_one(f"glu bwd {dt} GELU={gl} TANH={tanh} PROD={prod} DG={dg} DU={du}", glu._glu_bwd,
+                            {"gate_ptr": P(dt), "up_ptr": P(dt), "g_ptr": P(dt), "p_ptr": P(dt), "dg_ptr": P(dt),
+                             "du_ptr": P(dt), "n": "i32"},
+                            {"G_STRIDE": 1, "GELU": gl, "TANH": tanh, "WRITE_PROD": prod, "WRITE_DG": dg,
+                             "WRITE_DU": du, "ACC": acc, "BLOCK": 1024})
         # the tiles ce._blocks picks: a row over several blocks, a whole row, many short rows, one class
         for br, bc, one in ((1, 4096, False), (1, 4096, True), (32, 128, True), (4096, 1, True)):
             for hw, sm in ((False, False), (True, True)):

@@ -23,8 +23,7 @@ SINGLE_THREAD = True
 def calls(monkeypatch):
     """Counts calls of every kernel launcher, by ``module.function`` name."""
     seen = {}
-    for mod_name in ("relu", "leaky_relu", "gelu", "silu", "cross_entropy", "activation_linear", "linear_cross_entropy",
-                     "dropout", "embedding"):
+    for mod_name in (name for name in K.__all__ if name.islower()):  # every op's kernel module
         mod = getattr(K, mod_name)
         for fn in ("forward", "backward", "softmax_scale_", "block_update_"):
             if hasattr(mod, fn):
@@ -80,6 +79,12 @@ OPS = {
         lambda z, w, b: F.activation_linear(z, w, b, "leaky_relu", negative_slope=0.25),
         lambda: (_x(4, 6), _x(3, 6), _x(3)),
         {"activation_linear.backward"},
+    ),
+    "swiglu": (F.swiglu, lambda: (_x(3, 5), _x(3, 5)), {"glu.forward", "glu.backward"}),
+    "geglu-tanh": (lambda g, u: F.geglu(g, u, "tanh"), lambda: (_x(3, 5), _x(3, 5)), {"glu.forward", "glu.backward"}),
+    "gated_linear-silu": (
+        lambda g, u, w, b: F.gated_linear(g, u, w, b, "silu"), lambda: (_x(3, 4), _x(3, 4), _x(2, 4), _x(2)),
+        {"glu.forward", "glu.backward"},
     ),
     "linear_cross_entropy": (
         lambda x, w: F.linear_cross_entropy(x, w, _ce_target(8, 12), chunk_size=5, label_smoothing=0.1),

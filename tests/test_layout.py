@@ -23,6 +23,8 @@ FUNCTIONS = [
 ]
 OPS += ["dropout", "embedding"]
 FUNCTIONS += ["DropoutFunction", "EmbeddingFunction"]
+OPS += ["glu", "gated_linear"]
+FUNCTIONS += ["GLUFunction", "GatedLinearFunction"]
 
 
 def _module_name(path: Path) -> str:

@@ -13,6 +13,7 @@ INTERPRETED = interpreting()
 
 from . import activation_linear, cross_entropy, gelu, leaky_relu, linear_cross_entropy, relu, silu  # noqa: E402
 from . import dropout, embedding  # noqa: E402
+from . import glu  # noqa: E402
 
 __all__ = [
     "INTERPRETED",
@@ -26,4 +27,5 @@ __all__ = [
     "linear_cross_entropy",
     "dropout",
     "embedding",
+    "glu",
 ]

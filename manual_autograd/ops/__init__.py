@@ -19,6 +19,8 @@ from .linear import LinearFunction
 from .linear_cross_entropy import LinearCrossEntropyFunction, default_chunk_size
 from .relu import ReLUFunction
 from .silu import SiLUFunction
+from .glu import GLU_ACTIVATIONS, GLUFunction
+from .gated_linear import GatedLinearFunction
 
 __all__ = [
     "Function",
@@ -37,4 +39,7 @@ __all__ = [
     "unpack_bits",
     "DropoutFunction",
     "EmbeddingFunction",
+    "GLUFunction",
+    "GatedLinearFunction",
+    "GLU_ACTIVATIONS",
 ]
