@@ -18,10 +18,12 @@ from .ops import (
     ActivationLinearFunction,
     CrossEntropyFunction,
     GELUFunction,
+    LayerNormFunction,
     LeakyReLUFunction,
     LinearCrossEntropyFunction,
     LinearFunction,
     ReLUFunction,
+    RMSNormFunction,
     SiLUFunction,
 )
 from .testing import check_function

@@ -33,6 +33,7 @@ __all__ = [
     "activation_linear",
     "linear_cross_entropy",
     "linear_cross_entropy_chunked",
+    "norm",
 ]
 
 
@@ -379,3 +380,53 @@ def linear_cross_entropy_chunked(input, target, weight, C: int, ignore_index: in
     else:  # no host sync: fails at the next sync point; int64, as a uint8 target would wrap ignore_index
         t = t.long()
         torch._assert_async(~(((t < 0) | (t >= C)) & (t != ignore_index)).any())
+
+
+def _norm_shape(fn: str, normalized_shape) -> tuple:
+    if not isinstance(normalized_shape, (tuple, list, torch.Size)) or not all(
+        isinstance(n, int) and not isinstance(n, bool) for n in normalized_shape
+    ):
+        raise TypeError(
+            f"{fn}(): argument 'normalized_shape' (position 2) must be tuple of ints, not {type(normalized_shape).__name__}"
+        )
+    if len(normalized_shape) == 0:
+        raise RuntimeError(f"{fn}(): expected 'normalized_shape' with at least one dimension, got {tuple(normalized_shape)}")
+    return tuple(normalized_shape)
+
+
+def _norm_param(fn: str, name: str, t, position: int, input: Tensor, normalized_shape: tuple, mixed: bool) -> None:
+    tensor(fn, name, t, position)
+    if tuple(t.shape) != normalized_shape:
+        raise RuntimeError(f"{fn}(): expected '{name}' of shape normalized_shape={normalized_shape}, got shape {shape(t)}")
+    if t.device != input.device:
+        raise RuntimeError(f"{fn}(): expected '{name}' on {input.device} like 'input', got {t.device}")
+    # torch's kernels take a half-precision input with float32 parameters, and no other mixture
+    if not mixed and t.dtype != input.dtype and not (input.dtype in (torch.float16, torch.bfloat16) and t.dtype == torch.float32):
+        raise RuntimeError(
+            f"{fn}(): expected '{name}' of dtype {input.dtype} like 'input' (or float32 for a half-precision "
+            f"input), got {t.dtype}"
+        )
+
+
+def norm(fn: str, input, normalized_shape, weight, bias, eps, eps_position: int) -> tuple:
+    """Check ``layer_norm``'s / ``rms_norm``'s arguments (``bias`` is ``False`` for ``rms_norm``,
+    which takes none, and ``eps`` may be ``None`` there); returns ``normalized_shape`` as a tuple."""
+    tensor(fn, "input", input, 1)
+    normalized_shape = _norm_shape(fn, normalized_shape)
+    if not (eps is None and fn == "rms_norm"):
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)):
+            raise TypeError(f"{fn}(): argument 'eps' (position {eps_position}) must be float, not {type(eps).__name__}")
+    k = len(normalized_shape)
+    if tuple(input.shape[input.dim() - k:]) != normalized_shape or input.dim() < k:
+        # torch's rms_norm says ValueError for too few dims, RuntimeError for the wrong ones (as layer_norm)
+        err = ValueError if fn == "rms_norm" and input.dim() < k else RuntimeError
+        raise err(
+            f"{fn}(): expected 'input' of shape (*, {', '.join(map(str, normalized_shape))}) for "
+            f"normalized_shape={normalized_shape}, got shape {shape(input)}"
+        )
+    if weight is not None:
+        _norm_param(fn, "weight", weight, 3, input, normalized_shape, fn == "rms_norm")
+    if bias is not None and bias is not False:
+        _norm_param(fn, "bias", bias, 4, input, normalized_shape, False)
+    floating(fn, input)
+    return normalized_shape

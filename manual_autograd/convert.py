@@ -23,6 +23,8 @@ TO_LIBRARY = {
     torch.nn.Linear: nn.Linear,
     **dict(nn.ACTIVATIONS.values()),  # the activations: twin -> the library's module
     torch.nn.CrossEntropyLoss: nn.CrossEntropyLoss,
+    torch.nn.LayerNorm: nn.LayerNorm,
+    torch.nn.RMSNorm: nn.RMSNorm,
 }
 TO_TORCH = {ours: theirs for theirs, ours in TO_LIBRARY.items()}
 

@@ -11,10 +11,12 @@ from .activation_linear import ACTIVATIONS, ActivationLinearFunction
 from .base import Function, pack_bits, unpack_bits
 from .cross_entropy import CrossEntropyFunction
 from .gelu import GELUFunction
+from .layer_norm import LayerNormFunction
 from .leaky_relu import LeakyReLUFunction
 from .linear import LinearFunction
 from .linear_cross_entropy import LinearCrossEntropyFunction, default_chunk_size
 from .relu import ReLUFunction
+from .rms_norm import RMSNormFunction
 from .silu import SiLUFunction
 
 __all__ = [
@@ -27,6 +29,8 @@ __all__ = [
     "CrossEntropyFunction",
     "ActivationLinearFunction",
     "LinearCrossEntropyFunction",
+    "LayerNormFunction",
+    "RMSNormFunction",
     "ACTIVATIONS",
     "default_chunk_size",
     "pack_bits",
