@@ -103,15 +103,21 @@ def rms_norm_backward(x, grad_out, weight, rstd, k, need_x, need_w):
 
 
 def rms_norm_grad_fast_(x, grad_out, weight, rstd, k, need_x, need_w):
-    """:func:`rms_norm_backward` for float32/64 outside double backward, on fresh temporaries in place."""
+    """:func:`rms_norm_backward` for float32/64 outside double backward, with two fresh temporaries
+    (``x̂``, ``g x̂``): ``Σ ĝ x̂`` as a matrix-vector product, ``dx`` in place on ``x̂``."""
     dx = dw = None
     N = x.shape[-k:].numel()
     xr, g, r = x.reshape(-1, N), grad_out.reshape(-1, N), rstd.reshape(-1, 1)
     xhat = xr * r
+    w = None if weight is None else weight.reshape(N)
+    gx = g * xhat if need_w or w is None else None
     if need_w:
-        dw = (g * xhat).sum(0).reshape(x.shape[-k:])
+        dw = gx.sum(0).reshape(x.shape[-k:])
     if need_x:
-        gw = g if weight is None else g * weight.reshape(1, N)
-        c = torch.linalg.vecdot(gw, xhat).unsqueeze(1).div_(-N)
-        dx = xhat.mul_(c).add_(gw).mul_(r).reshape(x.shape)
+        if w is None:
+            dx = xhat.mul_(gx.mean(1, keepdim=True).neg_()).add_(g)
+        else:
+            c = (gx.mv(w) if gx is not None else torch.linalg.vecdot(g * w, xhat)).div_(-N).unsqueeze(1)
+            dx = xhat.mul_(c).addcmul_(g, w)
+        dx = dx.mul_(r).reshape(x.shape)
     return dx, dw
