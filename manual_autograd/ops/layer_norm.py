@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 
 from .. import backend
-from .base import HALF, Function, cast_like, in_place, opmath, save_for_jvp
+from .base import HALF, Function, cast_like, in_place, lead_sum, opmath, save_for_jvp
 
 __all__ = ["LayerNormFunction", "layer_norm_stats", "layer_norm_backward", "layer_norm_grad_fast_"]
 
@@ -74,7 +74,7 @@ class LayerNormFunction(Function):
         if need_w:
             dw = dw.to(ctx.w_dtype)
         if need_b and db is None:
-            db = opmath(grad_out).sum(tuple(range(grad_out.dim() - k)))
+            db = lead_sum(opmath(grad_out), k)
         if need_b:
             db = db.to(ctx.b_dtype)
         return dx, None, dw, db, None
@@ -119,7 +119,7 @@ def layer_norm_backward(x, grad_out, weight, mean, rstd, k, need_x, need_w):
         c2 = (gw * xhat).mean(dims, keepdim=True)
         dx = cast_like((gw - c1 - xhat * c2) * rstd, x)
     if need_w:
-        dw = (g * xhat).sum(tuple(range(g.dim() - k)))
+        dw = lead_sum(g * xhat, k)
     return dx, dw
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 
 from .. import backend
-from .base import HALF, Function, cast_like, in_place, opmath, save_for_jvp
+from .base import HALF, Function, cast_like, in_place, lead_sum, opmath, save_for_jvp
 
 __all__ = ["RMSNormFunction", "rms_norm_rstd", "rms_norm_backward", "rms_norm_grad_fast_"]
 
@@ -98,7 +98,7 @@ def rms_norm_backward(x, grad_out, weight, rstd, k, need_x, need_w):
         gw = g if weight is None else g * weight
         dx = cast_like((gw - xhat * (gw * xhat).mean(tuple(range(-k, 0)), keepdim=True)) * rstd, x)
     if need_w:
-        dw = (g * xhat).sum(tuple(range(g.dim() - k)))
+        dw = lead_sum(g * xhat, k)
     return dx, dw
 
 
