@@ -23,7 +23,10 @@ SINGLE_THREAD = True
 def calls(monkeypatch):
     """Counts calls of every kernel launcher, by ``module.function`` name."""
     seen = {}
-    for mod_name in ("relu", "leaky_relu", "gelu", "silu", "cross_entropy", "activation_linear", "linear_cross_entropy"):
+    for mod_name in (
+        "relu", "leaky_relu", "gelu", "silu", "cross_entropy", "activation_linear", "linear_cross_entropy",
+        "layer_norm", "rms_norm",
+    ):
         mod = getattr(K, mod_name)
         for fn in ("forward", "backward", "softmax_scale_", "block_update_"):
             if hasattr(mod, fn):
@@ -85,6 +88,12 @@ OPS = {
         lambda: (_x(8, 4), _x(12, 4)),
         {"linear_cross_entropy.block_update_", "linear_cross_entropy.softmax_scale_"},
     ),
+    "layer_norm": (
+        lambda x, w, b: F.layer_norm(x, (2, 3), w, b), lambda: (_x(2, 2, 3), _x(2, 3), _x(2, 3)),
+        {"layer_norm.forward", "layer_norm.backward"},
+    ),
+    "layer_norm-plain": (lambda x: F.layer_norm(x, (4,)), lambda: (_x(3, 4),), {"layer_norm.forward", "layer_norm.backward"}),
+    "rms_norm": (lambda x, w: F.rms_norm(x, (4,), w), lambda: (_x(3, 4), _x(4)), {"rms_norm.forward", "rms_norm.backward"}),
 }
 
 
