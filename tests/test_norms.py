@@ -374,3 +374,29 @@ def test_convert_and_revert_swap_the_norms():
     assert_close(fast(x), model(x))
     back = ma.revert(fast)
     assert type(back[1]) is torch.nn.LayerNorm and type(back[2]) is torch.nn.RMSNorm
+
+
+@pytest.mark.parametrize("shape,k", [((37, 9), 1), ((5, 4, 3), 2), ((6,), 1), ((0, 4), 1)])
+def test_fast_backward_equals_the_reference(shape, k, monkeypatch):
+    # a block of 64 elements: several blocks of rows and a partial last one
+    from manual_autograd.ops import layer_norm as L
+    from manual_autograd.ops import rms_norm as R
+
+    monkeypatch.setattr(L, "CHUNK", 64)
+    monkeypatch.setattr(R, "CHUNK", 64)
+    x = layout(torch.randn(shape, dtype=D) * 3 + 2, "strided")
+    if x.numel():
+        x[(0,) * x.dim()] = float("nan")
+    g, w = torch.randn(shape, dtype=D), torch.randn(shape[len(shape) - k:], dtype=D)
+    mean, rstd = L.layer_norm_stats(x, k, 1e-5)
+    r2 = R.rms_norm_rstd(x, k, 1e-6)
+    for weight in (w, None):
+        for need in ((True, True), (True, False), (False, True)):
+            fast = L.layer_norm_grad_fast_(x, g, weight, mean, rstd, k, *need, True)
+            ref = L.layer_norm_backward(x, g, weight, mean, rstd, k, *need) + (L.lead_sum(g, k),)
+            fast_r = R.rms_norm_grad_fast_(x, g, weight, r2, k, *need)
+            ref_r = R.rms_norm_backward(x, g, weight, r2, k, *need)
+            for a, e in zip(fast + fast_r, ref + ref_r):
+                assert (a is None) == (e is None)
+                if a is not None:
+                    assert_close(a, e)

@@ -66,7 +66,7 @@ class LayerNormFunction(Function):
         elif backend.kernels_for(x, grad_out, weight, grad=True):
             dx, dw, db = backend.kernels().layer_norm.backward(x, grad_out, weight, mean, rstd, k, need_x, need_w, need_b)
         elif x.dtype not in HALF and grad_out.dtype == x.dtype and ctx.w_dtype in (None, x.dtype) and in_place(grad_out):
-            dx, dw = layer_norm_grad_fast_(x, grad_out, weight, mean, rstd, k, need_x, need_w)
+            dx, dw, db = layer_norm_grad_fast_(x, grad_out, weight, mean, rstd, k, need_x, need_w, need_b)
         else:
             if torch.is_grad_enabled():  # a graph is recorded: μ and r as functions of x (see the header)
                 mean, rstd = layer_norm_stats(x, k, ctx.eps)
@@ -123,27 +123,39 @@ def layer_norm_backward(x, grad_out, weight, mean, rstd, k, need_x, need_w):
     return dx, dw
 
 
-def layer_norm_grad_fast_(x, grad_out, weight, mean, rstd, k, need_x, need_w):
-    """:func:`layer_norm_backward` for float32/64 outside double backward, with two fresh
-    temporaries (``x̂`` and ``g x̂``; CPU time here goes mostly to touching new memory): the row
-    sums ``Σ ĝ``, ``Σ ĝ x̂`` as matrix-vector products, ``dx`` in place on ``x̂``, ``ĝ`` never
-    materialised."""
-    dx = dw = None
+CHUNK = 1 << 17  # elements per block of rows in the fast backwards: the block's temporaries stay in cache
+
+
+def layer_norm_grad_fast_(x, grad_out, weight, mean, rstd, k, need_x, need_w, need_b=False):
+    """:func:`layer_norm_backward` for float32/64 outside double backward, a block of rows at a time:
+    ``x̂`` is written into ``dx`` and finished there in place, ``g x̂`` into one small reused buffer,
+    the row sums ``Σ ĝ``, ``Σ ĝ x̂`` are matrix-vector products; so no full-size temporary but ``dx``
+    (on CPU, fresh memory and passes over it out of cache are most of the cost). Returns
+    ``(dx, dweight, dbias)``."""
     N = x.shape[-k:].numel()
     xr, g = x.reshape(-1, N), grad_out.reshape(-1, N)
     m, r = mean.reshape(-1, 1), rstd.reshape(-1, 1)
-    xhat = xr.sub(m).mul_(r)
     w = None if weight is None else weight.reshape(N)
-    gx = g * xhat if need_w or w is None else None
-    if need_w:
-        dw = gx.sum(0).reshape(x.shape[-k:])
-    if need_x:
-        if w is None:
-            c1, c2 = g.mean(1, keepdim=True), gx.mean(1, keepdim=True)
-            dx = xhat.mul_(c2.neg_()).sub_(c1).add_(g)
-        else:
-            c1 = g.mv(w).div_(N).unsqueeze(1)
-            c2 = (gx.mv(w) if gx is not None else torch.linalg.vecdot(g * w, xhat)).div_(-N).unsqueeze(1)
-            dx = xhat.mul_(c2).sub_(c1).addcmul_(g, w)
-        dx = dx.mul_(r).reshape(x.shape)
-    return dx, dw
+    rows, per = xr.shape[0], max(1, CHUNK // max(N, 1))
+    dx = torch.empty_like(xr) if need_x else None
+    dw = xr.new_zeros(N) if need_w else None
+    db = xr.new_zeros(N) if need_b else None
+    buf = xr.new_empty(min(per, rows), N)
+    xbuf = None if need_x else torch.empty_like(buf)
+    for i in range(0, rows, per):
+        s, n = slice(i, i + per), min(per, rows - i)
+        gs, rs = g[s], r[s]
+        if need_b:
+            db.add_(gs.sum(0))
+        xh = torch.sub(xr[s], m[s], out=dx[s] if need_x else xbuf[:n]).mul_(rs)
+        gx = torch.mul(gs, xh, out=buf[:n])
+        if need_w:
+            dw.add_(gx.sum(0))
+        if need_x:
+            if w is None:
+                xh.mul_(gx.sum(1, keepdim=True).div_(-N)).sub_(gs.mean(1, keepdim=True)).add_(gs)
+            else:
+                xh.mul_(gx.mv(w).div_(-N).unsqueeze(1)).sub_(gs.mv(w).div_(N).unsqueeze(1)).addcmul_(gs, w)
+            xh.mul_(rs)
+    shape = x.shape[-k:]
+    return (None if dx is None else dx.reshape(x.shape)), *(None if t is None else t.reshape(shape) for t in (dw, db))

@@ -22,6 +22,7 @@ import torch
 
 from .. import backend
 from .base import HALF, Function, cast_like, in_place, lead_sum, opmath, save_for_jvp
+from .layer_norm import CHUNK
 
 __all__ = ["RMSNormFunction", "rms_norm_rstd", "rms_norm_backward", "rms_norm_grad_fast_"]
 
@@ -103,21 +104,24 @@ def rms_norm_backward(x, grad_out, weight, rstd, k, need_x, need_w):
 
 
 def rms_norm_grad_fast_(x, grad_out, weight, rstd, k, need_x, need_w):
-    """:func:`rms_norm_backward` for float32/64 outside double backward, with two fresh temporaries
-    (``x̂``, ``g x̂``): ``Σ ĝ x̂`` as a matrix-vector product, ``dx`` in place on ``x̂``."""
-    dx = dw = None
+    """:func:`rms_norm_backward` for float32/64 outside double backward, a block of rows at a time,
+    as :func:`~.layer_norm.layer_norm_grad_fast_`: no full-size temporary but ``dx``."""
     N = x.shape[-k:].numel()
     xr, g, r = x.reshape(-1, N), grad_out.reshape(-1, N), rstd.reshape(-1, 1)
-    xhat = xr * r
     w = None if weight is None else weight.reshape(N)
-    gx = g * xhat if need_w or w is None else None
-    if need_w:
-        dw = gx.sum(0).reshape(x.shape[-k:])
-    if need_x:
-        if w is None:
-            dx = xhat.mul_(gx.mean(1, keepdim=True).neg_()).add_(g)
-        else:
-            c = (gx.mv(w) if gx is not None else torch.linalg.vecdot(g * w, xhat)).div_(-N).unsqueeze(1)
-            dx = xhat.mul_(c).addcmul_(g, w)
-        dx = dx.mul_(r).reshape(x.shape)
-    return dx, dw
+    rows, per = xr.shape[0], max(1, CHUNK // max(N, 1))
+    dx = torch.empty_like(xr) if need_x else None
+    dw = xr.new_zeros(N) if need_w else None
+    buf = xr.new_empty(min(per, rows), N)
+    xbuf = None if need_x else torch.empty_like(buf)
+    for i in range(0, rows, per):
+        s, n = slice(i, i + per), min(per, rows - i)
+        gs, rs = g[s], r[s]
+        xh = torch.mul(xr[s], rs, out=dx[s] if need_x else xbuf[:n])
+        gx = torch.mul(gs, xh, out=buf[:n])
+        if need_w:
+            dw.add_(gx.sum(0))
+        if need_x:
+            c = (gx.sum(1, keepdim=True) if w is None else gx.mv(w).unsqueeze(1)).div_(-N)
+            (xh.mul_(c).add_(gs) if w is None else xh.mul_(c).addcmul_(gs, w)).mul_(rs)
+    return (None if dx is None else dx.reshape(x.shape)), (None if dw is None else dw.reshape(x.shape[-k:]))
