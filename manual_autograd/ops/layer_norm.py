@@ -129,33 +129,31 @@ CHUNK = 1 << 17  # elements per block of rows in the fast backwards: the block's
 def layer_norm_grad_fast_(x, grad_out, weight, mean, rstd, k, need_x, need_w, need_b=False):
     """:func:`layer_norm_backward` for float32/64 outside double backward, a block of rows at a time:
     ``x̂`` is written into ``dx`` and finished there in place, ``g x̂`` into one small reused buffer,
-    the row sums ``Σ ĝ``, ``Σ ĝ x̂`` are matrix-vector products; so no full-size temporary but ``dx``
-    (on CPU, fresh memory and passes over it out of cache are most of the cost). Returns
-    ``(dx, dweight, dbias)``."""
+    the row means ``−⟨ĝ⟩``, ``−⟨ĝ x̂⟩`` are products with ``−w/N``, the column sums go to one row
+    per block; so no full-size temporary but ``dx`` (on CPU, fresh memory and passes out of cache
+    are most of the cost), and few ops per block. Returns ``(dx, dweight, dbias)``."""
     N = x.shape[-k:].numel()
     xr, g = x.reshape(-1, N), grad_out.reshape(-1, N)
     m, r = mean.reshape(-1, 1), rstd.reshape(-1, 1)
-    w = None if weight is None else weight.reshape(N)
     rows, per = xr.shape[0], max(1, CHUNK // max(N, 1))
+    blocks = -(-rows // per)
+    wn = (xr.new_ones(N, 1) if weight is None else weight.reshape(N, 1)) * (-1.0 / N)
     dx = torch.empty_like(xr) if need_x else None
-    dw = xr.new_zeros(N) if need_w else None
-    db = xr.new_zeros(N) if need_b else None
+    dw = xr.new_zeros(blocks, N) if need_w else None
+    db = xr.new_zeros(blocks, N) if need_b else None
     buf = xr.new_empty(min(per, rows), N)
     xbuf = None if need_x else torch.empty_like(buf)
-    for i in range(0, rows, per):
+    for j, i in enumerate(range(0, rows, per)):
         s, n = slice(i, i + per), min(per, rows - i)
         gs, rs = g[s], r[s]
         if need_b:
-            db.add_(gs.sum(0))
+            torch.sum(gs, 0, out=db[j])
         xh = torch.sub(xr[s], m[s], out=dx[s] if need_x else xbuf[:n]).mul_(rs)
         gx = torch.mul(gs, xh, out=buf[:n])
         if need_w:
-            dw.add_(gx.sum(0))
-        if need_x:
-            if w is None:
-                xh.mul_(gx.sum(1, keepdim=True).div_(-N)).sub_(gs.mean(1, keepdim=True)).add_(gs)
-            else:
-                xh.mul_(gx.mv(w).div_(-N).unsqueeze(1)).sub_(gs.mv(w).div_(N).unsqueeze(1)).addcmul_(gs, w)
-            xh.mul_(rs)
+            torch.sum(gx, 0, out=dw[j])
+        if need_x:  # r (ĝ − ⟨ĝ⟩ − x̂ ⟨ĝ x̂⟩)
+            xh.mul_(gx.mm(wn)).add_(gs.mm(wn))
+            (xh.add_(gs) if weight is None else xh.addcmul_(gs, weight.reshape(N))).mul_(rs)
     shape = x.shape[-k:]
-    return (None if dx is None else dx.reshape(x.shape)), *(None if t is None else t.reshape(shape) for t in (dw, db))
+    return (None if dx is None else dx.reshape(x.shape)), *(None if t is None else t.sum(0).reshape(shape) for t in (dw, db))
