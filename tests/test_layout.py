@@ -19,6 +19,8 @@ FUNCTIONS = [
     "LinearFunction", "ReLUFunction", "LeakyReLUFunction", "GELUFunction", "SiLUFunction",
     "CrossEntropyFunction", "ActivationLinearFunction", "LinearCrossEntropyFunction",
 ]
+OPS += ["layer_norm", "rms_norm"]
+FUNCTIONS += ["LayerNormFunction", "RMSNormFunction"]
 
 
 def _module_name(path: Path) -> str:
