@@ -21,10 +21,12 @@ from .ops import (
     DropoutFunction,
     EmbeddingFunction,
     GELUFunction,
+    LayerNormFunction,
     LeakyReLUFunction,
     LinearCrossEntropyFunction,
     LinearFunction,
     ReLUFunction,
+    RMSNormFunction,
     SiLUFunction,
 )
 from .ops import GatedLinearFunction, GLUFunction

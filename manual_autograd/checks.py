@@ -49,6 +49,7 @@ __all__ = [
     "index_dtype",
     "glu",
     "gated_linear",
+    "norm",
 ]
 
 
@@ -666,3 +667,53 @@ def gated_linear(gate, up, weight, bias, activation, approximate, autocast: bool
         if tuple(bias.shape) != (weight.shape[0],):
             raise RuntimeError(f"{fn}(): expected 'bias' of shape ({weight.shape[0]},), got shape {shape(bias)}")
         like(fn, "bias", bias, "weight", weight)
+
+
+def _norm_shape(fn: str, normalized_shape) -> tuple:
+    if not isinstance(normalized_shape, (tuple, list, torch.Size)) or not all(
+        isinstance(n, int) and not isinstance(n, bool) for n in normalized_shape
+    ):
+        raise TypeError(
+            f"{fn}(): argument 'normalized_shape' (position 2) must be tuple of ints, not {type(normalized_shape).__name__}"
+        )
+    if len(normalized_shape) == 0:
+        raise RuntimeError(f"{fn}(): expected 'normalized_shape' with at least one dimension, got {tuple(normalized_shape)}")
+    return tuple(normalized_shape)
+
+
+def _norm_param(fn: str, name: str, t, position: int, input: Tensor, normalized_shape: tuple, mixed: bool) -> None:
+    tensor(fn, name, t, position)
+    if tuple(t.shape) != normalized_shape:
+        raise RuntimeError(f"{fn}(): expected '{name}' of shape normalized_shape={normalized_shape}, got shape {shape(t)}")
+    if t.device != input.device:
+        raise RuntimeError(f"{fn}(): expected '{name}' on {input.device} like 'input', got {t.device}")
+    # torch's kernels take a half-precision input with float32 parameters, and no other mixture
+    if not mixed and t.dtype != input.dtype and not (input.dtype in (torch.float16, torch.bfloat16) and t.dtype == torch.float32):
+        raise RuntimeError(
+            f"{fn}(): expected '{name}' of dtype {input.dtype} like 'input' (or float32 for a half-precision "
+            f"input), got {t.dtype}"
+        )
+
+
+def norm(fn: str, input, normalized_shape, weight, bias, eps, eps_position: int) -> tuple:
+    """Check ``layer_norm``'s / ``rms_norm``'s arguments (``bias`` is ``False`` for ``rms_norm``,
+    which takes none, and ``eps`` may be ``None`` there); returns ``normalized_shape`` as a tuple."""
+    tensor(fn, "input", input, 1)
+    normalized_shape = _norm_shape(fn, normalized_shape)
+    if not (eps is None and fn == "rms_norm"):
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)):
+            raise TypeError(f"{fn}(): argument 'eps' (position {eps_position}) must be float, not {type(eps).__name__}")
+    k = len(normalized_shape)
+    if tuple(input.shape[input.dim() - k:]) != normalized_shape or input.dim() < k:
+        # torch's rms_norm says ValueError for too few dims, RuntimeError for the wrong ones (as layer_norm)
+        err = ValueError if fn == "rms_norm" and input.dim() < k else RuntimeError
+        raise err(
+            f"{fn}(): expected 'input' of shape (*, {', '.join(map(str, normalized_shape))}) for "
+            f"normalized_shape={normalized_shape}, got shape {shape(input)}"
+        )
+    if weight is not None:
+        _norm_param(fn, "weight", weight, 3, input, normalized_shape, fn == "rms_norm")
+    if bias is not None and bias is not False:
+        _norm_param(fn, "bias", bias, 4, input, normalized_shape, False)
+    floating(fn, input)
+    return normalized_shape

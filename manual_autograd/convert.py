@@ -25,6 +25,8 @@ TO_LIBRARY = {
     torch.nn.CrossEntropyLoss: nn.CrossEntropyLoss,
     torch.nn.Dropout: nn.Dropout,
     torch.nn.Embedding: nn.Embedding,
+    torch.nn.LayerNorm: nn.LayerNorm,
+    torch.nn.RMSNorm: nn.RMSNorm,
 }
 TO_TORCH = {ours: theirs for theirs, ours in TO_LIBRARY.items()}
 

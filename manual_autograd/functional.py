@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Optional
+from typing import List, Optional
 
 import torch
 from torch import Tensor
@@ -24,8 +24,10 @@ from .ops import (
     GELUFunction,
     LeakyReLUFunction,
     LinearCrossEntropyFunction,
+    LayerNormFunction,
     LinearFunction,
     ReLUFunction,
+    RMSNormFunction,
     SiLUFunction,
     default_chunk_size,
 )
@@ -49,6 +51,8 @@ __all__ = [
     "swiglu",
     "geglu",
     "gated_linear",
+    "layer_norm",
+    "rms_norm",
 ]
 
 
@@ -478,6 +482,51 @@ def gated_linear(
             cast = True
     checks.gated_linear(gate, up, weight, bias, activation, approximate, autocast=cast)
     return GatedLinearFunction.apply(gate, up, weight, bias, activation, approximate)
+
+
+def _fp32_autocast(input) -> bool:
+    """Whether autocast runs a norm in float32 here: torch's policy casts ``layer_norm`` and
+    ``rms_norm`` to float32 on CUDA, and leaves them in the input's dtype on CPU."""
+    return (
+        torch._C._is_any_autocast_enabled() and isinstance(input, Tensor) and input.device.type == "cuda"
+        and torch.is_autocast_enabled("cuda")
+    )
+
+
+def layer_norm(
+    input: Tensor,
+    normalized_shape: List[int],
+    weight: Optional[Tensor] = None,
+    bias: Optional[Tensor] = None,
+    eps: float = 1e-5,
+) -> Tensor:
+    r"""Apply layer normalisation over the last ``len(normalized_shape)`` dims, with a hand-written
+    backward that keeps the input and per-row mean and rstd. See :class:`manual_autograd.nn.LayerNorm`."""
+    if _fp32_autocast(input):
+        input, weight, bias = _autocast(torch.float32, input.device, input, weight, bias)
+        with torch.autocast("cuda", enabled=False):
+            return layer_norm(input, normalized_shape, weight, bias, eps)
+    normalized_shape = checks.norm("layer_norm", input, normalized_shape, weight, bias, eps, 5)
+    return LayerNormFunction.apply(input, normalized_shape, weight, bias, float(eps))[0]
+
+
+def rms_norm(
+    input: Tensor,
+    normalized_shape: List[int],
+    weight: Optional[Tensor] = None,
+    eps: Optional[float] = None,
+) -> Tensor:
+    r"""Apply root mean square normalisation over the last ``len(normalized_shape)`` dims, with a
+    hand-written backward that keeps the input and per-row rstd. ``eps=None`` is the machine epsilon
+    of the compute dtype (float32 for half precision), as torch's. See :class:`manual_autograd.nn.RMSNorm`."""
+    if _fp32_autocast(input):
+        input, weight = _autocast(torch.float32, input.device, input, weight)
+        with torch.autocast("cuda", enabled=False):
+            return rms_norm(input, normalized_shape, weight, eps)
+    normalized_shape = checks.norm("rms_norm", input, normalized_shape, weight, False, eps, 4)
+    if eps is None:
+        eps = torch.finfo(torch.float32 if input.dtype in (torch.float16, torch.bfloat16) else input.dtype).eps
+    return RMSNormFunction.apply(input, normalized_shape, weight, float(eps))[0]
 
 
 # torch.fx: each public function is a leaf of a symbolic trace (one call_function node), as

@@ -34,6 +34,8 @@ __all__ = [
     "Dropout",
     "Embedding",
     "GatedMLP",
+    "LayerNorm",
+    "RMSNorm",
 ]
 
 
@@ -656,3 +658,74 @@ class GatedMLP(nn.Module):
         if self.activation == "gelu" and self.approximate != "none":
             s += f", approximate={self.approximate!r}"
         return s
+
+
+class LayerNorm(nn.LayerNorm):
+    r"""Applies Layer Normalization over a mini-batch of inputs.
+
+    .. math::
+        y = \frac{x - \mathrm{E}[x]}{ \sqrt{\mathrm{Var}[x] + \epsilon}} * \gamma + \beta
+
+    Same as :class:`torch.nn.LayerNorm`; the backward is hand-written and keeps the input and the
+    per-row mean and rstd, never the normalised output.
+
+    Args:
+        normalized_shape (int or list or torch.Size): input shape from an expected input of size
+            :math:`[* \times \text{normalized\_shape}[0] \times \ldots \times \text{normalized\_shape}[-1]]`;
+            an int normalises over the last dimension, which must be of that size
+        eps: a value added to the denominator for numerical stability. Default: 1e-5
+        elementwise_affine: a boolean value that when set to ``True``, this module has learnable
+            per-element affine parameters initialized to ones (for weights) and zeros (for biases).
+            Default: ``True``
+        bias: If set to ``False``, the layer will not learn an additive bias (only relevant if
+            :attr:`elementwise_affine` is ``True``). Default: ``True``
+        device, dtype: of the parameters. Default: ``None``
+
+    Shape:
+        - Input: :math:`(N, *)`
+        - Output: :math:`(N, *)` (same shape as input)
+
+    Examples::
+
+        >>> m = manual_autograd.nn.LayerNorm(10)
+        >>> m(torch.randn(20, 5, 10)).size()
+        torch.Size([20, 5, 10])
+    """
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
+
+
+class RMSNorm(nn.RMSNorm):
+    r"""Applies Root Mean Square Layer Normalization over a mini-batch of inputs.
+
+    .. math::
+        y_i = \frac{x_i}{\mathrm{RMS}(x)} * \gamma_i, \quad
+        \text{where} \quad \text{RMS}(x) = \sqrt{\epsilon + \frac{1}{n} \sum_{i=1}^{n} x_i^2}
+
+    Same as :class:`torch.nn.RMSNorm`; the backward is hand-written and keeps the input and the
+    per-row rstd only.
+
+    Args:
+        normalized_shape (int or list or torch.Size): input shape from an expected input of size
+            :math:`[* \times \text{normalized\_shape}[0] \times \ldots \times \text{normalized\_shape}[-1]]`;
+            an int normalises over the last dimension, which must be of that size
+        eps: a value added to the denominator for numerical stability. Default:
+            :func:`torch.finfo(x.dtype).eps` of the compute dtype
+        elementwise_affine: a boolean value that when set to ``True``, this module has learnable
+            per-element affine parameters initialized to ones. Default: ``True``
+        device, dtype: of the parameters. Default: ``None``
+
+    Shape:
+        - Input: :math:`(N, *)`
+        - Output: :math:`(N, *)` (same shape as input)
+
+    Examples::
+
+        >>> m = manual_autograd.nn.RMSNorm([2, 3])
+        >>> m(torch.randn(2, 2, 3)).size()
+        torch.Size([2, 2, 3])
+    """
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.rms_norm(input, self.normalized_shape, self.weight, self.eps)

@@ -33,6 +33,8 @@ from manual_autograd.kernels import activation_linear as al  # noqa: E402
 from manual_autograd.kernels import cross_entropy as ce  # noqa: E402
 from manual_autograd.kernels import dropout, embedding, gelu, glu, leaky_relu, relu, silu  # noqa: E402
 from manual_autograd.kernels import linear_cross_entropy as lce  # noqa: E402
+from manual_autograd.kernels import layer_norm as ln  # noqa: E402
+from manual_autograd.kernels import rms_norm as rms  # noqa: E402
 
 TARGET = GPUTarget("cuda", 90, 32)
 failures: list[str] = []
@@ -144,6 +146,26 @@ def main() -> int:
                 compile_one(f"embedding bwd {dt} idx {it} FREQ={freq}", embedding._embedding_bwd,
                             {"idx_ptr": it, "g_ptr": P(dt), "cnt_ptr": "*i64", "acc_ptr": P(accs), "D": "i32",
                              "padding_idx": "i64"}, {"G_STRIDE": 1, "FREQ": freq, "ACC": acc, "BLOCK_D": 1024})
+        # norms: a whole row in one block (1024) and a row over several (4096-column blocks)
+        for one, block in ((True, 1024), (False, ln.MAX_BLOCK)):
+            for hw, hb in ((False, False), (True, False), (True, True)):
+                compile_one(f"layer_norm fwd {dt} ONE={one} HAS_W={hw} HAS_B={hb}", ln._ln_fwd,
+                            {"x_ptr": P(dt), "w_ptr": P(dt), "b_ptr": P(dt), "out_ptr": P(dt), "mean_ptr": P(accs),
+                             "rstd_ptr": P(accs), "N": "i32", "eps": "fp64"},
+                            {"HAS_W": hw, "HAS_B": hb, "ONE": one, "ACC": acc, "BLOCK": block})
+            compile_one(f"rms_norm fwd {dt} ONE={one}", rms._rms_fwd,
+                        {"x_ptr": P(dt), "w_ptr": P(dt), "out_ptr": P(dt), "rstd_ptr": P(accs), "N": "i32", "eps": "fp64"},
+                        {"HAS_W": True, "ONE": one, "ACC": acc, "BLOCK": block})
+            for hw, nx, nw in ((False, True, False), (True, True, True), (True, False, True)):
+                compile_one(f"layer_norm bwd {dt} ONE={one} HAS_W={hw} NEED_X={nx} NEED_WB={nw}", ln._ln_bwd,
+                            {"x_ptr": P(dt), "g_ptr": P(dt), "w_ptr": P(dt), "mean_ptr": P(accs), "rstd_ptr": P(accs),
+                             "dx_ptr": P(dt), "dw_ptr": P(accs), "db_ptr": P(accs), "rows": "i32", "N": "i32",
+                             "rows_per_program": "i32"},
+                            {"HAS_W": hw, "NEED_X": nx, "NEED_WB": nw, "ONE": one, "ACC": acc, "BLOCK": block})
+                compile_one(f"rms_norm bwd {dt} ONE={one} HAS_W={hw} NEED_X={nx} NEED_W={nw}", rms._rms_bwd,
+                            {"x_ptr": P(dt), "g_ptr": P(dt), "w_ptr": P(dt), "rstd_ptr": P(accs), "dx_ptr": P(dt),
+                             "dw_ptr": P(accs), "rows": "i32", "N": "i32", "rows_per_program": "i32"},
+                            {"HAS_W": hw, "NEED_X": nx, "NEED_W": nw, "ONE": one, "ACC": acc, "BLOCK": block})
     print(f"triton {triton.__version__}, sm_90: {count - len(failures)} of {count} compiled")
     for f in failures:
         print("FAIL", f)

@@ -96,6 +96,12 @@ OPS = {
         lambda: (_x(7, 5),),
         {"embedding.forward", "embedding.backward"},
     ),
+    "layer_norm": (
+        lambda x, w, b: F.layer_norm(x, (2, 3), w, b), lambda: (_x(2, 2, 3), _x(2, 3), _x(2, 3)),
+        {"layer_norm.forward", "layer_norm.backward"},
+    ),
+    "layer_norm-plain": (lambda x: F.layer_norm(x, (4,)), lambda: (_x(3, 4),), {"layer_norm.forward", "layer_norm.backward"}),
+    "rms_norm": (lambda x, w: F.rms_norm(x, (4,), w), lambda: (_x(3, 4), _x(4)), {"rms_norm.forward", "rms_norm.backward"}),
 }
 
 

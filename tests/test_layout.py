@@ -25,6 +25,8 @@ OPS += ["dropout", "embedding"]
 FUNCTIONS += ["DropoutFunction", "EmbeddingFunction"]
 OPS += ["glu", "gated_linear"]
 FUNCTIONS += ["GLUFunction", "GatedLinearFunction"]
+OPS += ["layer_norm", "rms_norm"]
+FUNCTIONS += ["LayerNormFunction", "RMSNormFunction"]
 
 
 def _module_name(path: Path) -> str:

@@ -14,6 +14,7 @@ INTERPRETED = interpreting()
 from . import activation_linear, cross_entropy, gelu, leaky_relu, linear_cross_entropy, relu, silu  # noqa: E402
 from . import dropout, embedding  # noqa: E402
 from . import glu  # noqa: E402
+from . import layer_norm, rms_norm  # noqa: E402
 
 __all__ = [
     "INTERPRETED",
@@ -28,4 +29,6 @@ __all__ = [
     "dropout",
     "embedding",
     "glu",
+    "layer_norm",
+    "rms_norm",
 ]

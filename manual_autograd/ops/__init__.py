@@ -14,10 +14,12 @@ from .cross_entropy import CrossEntropyFunction
 from .dropout import DropoutFunction
 from .embedding import EmbeddingFunction
 from .gelu import GELUFunction
+from .layer_norm import LayerNormFunction
 from .leaky_relu import LeakyReLUFunction
 from .linear import LinearFunction
 from .linear_cross_entropy import LinearCrossEntropyFunction, default_chunk_size
 from .relu import ReLUFunction
+from .rms_norm import RMSNormFunction
 from .silu import SiLUFunction
 from .glu import GLU_ACTIVATIONS, GLUFunction
 from .gated_linear import GatedLinearFunction
@@ -33,6 +35,8 @@ __all__ = [
     "ActivationLinearFunction",
     "LinearCrossEntropyFunction",
     "AttentionFunction",
+    "LayerNormFunction",
+    "RMSNormFunction",
     "ACTIVATIONS",
     "default_chunk_size",
     "pack_bits",

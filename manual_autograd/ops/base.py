@@ -22,6 +22,7 @@ __all__ = [
     "pack_bits",
     "unpack_bits",
     "class_targets",
+    "lead_sum",
 ]
 
 
@@ -177,3 +178,9 @@ def class_targets(target, ignore_index, weight=None, dtype=None):
     else:
         w_t = torch.where(valid, weight.gather(0, t), 0.0)
     return valid, t, w_t
+
+
+def lead_sum(t, k):
+    """``t`` summed over all but its last ``k`` dims (``t`` itself when it has no others: an empty
+    ``dim`` tuple would sum everything)."""
+    return t.sum(tuple(range(t.dim() - k))) if t.dim() > k else t
