@@ -129,14 +129,14 @@ def main() -> int:
 
 def compile_attention() -> None:
     """attention's kernels at the tiles and warps its launchers pick, per dtype (fp16 apart: tl.dot's
-    fp16 and bf16 code differ), causal or not, head dims 64, 128 and 256."""
+    fp16 and bf16 code differ), causal or not, head dims 64 and 128."""
     import torch
 
     P = lambda t: "*" + t  # noqa: E731
     dims = ("H", "L", "S", "E", "EV")
     for dt, td in (("fp32", torch.float32), ("bf16", torch.bfloat16), ("fp16", torch.float16), ("fp64", torch.float64)):
         acc, accs = (tl.float64, "fp64") if dt == "fp64" else (tl.float32, "fp32")
-        for d in (64, 128, 256):
+        for d in (64, 128):
             blocks = {"BLOCK_E": d, "BLOCK_EV": d}
             compile_one(f"attention bwd_pre {dt} d={d}", attn._attn_bwd_pre,
                         {"o_ptr": P(dt), "g_ptr": P(dt), "d_ptr": P(accs), **dict.fromkeys(
@@ -147,7 +147,7 @@ def compile_attention() -> None:
                                         ("kv", attn._attn_bwd_kv, ("q_ptr", "k_ptr", "v_ptr", "g_ptr", "dk_ptr", "dv_ptr")),
                                         ("q", attn._attn_bwd_q, ("q_ptr", "k_ptr", "v_ptr", "g_ptr", "dq_ptr"))):
                     bm, bn, warps = attn._tiles(which, td, d)
-                    sig = {a: "i32" for a in fn.arg_names if a.startswith("s") and a != "scale"}
+                    sig = {a: "i32" for a in fn.arg_names if a.startswith("s") and a != "scale"}  # the strides
                     sig |= dict.fromkeys(ptrs, P(dt)) | dict.fromkeys(("lse_ptr", "d_ptr"), P(accs))
                     sig |= dict.fromkeys(dims, "i32") | {"scale": "fp64"}
                     sig = {a: t for a, t in sig.items() if a in fn.arg_names}

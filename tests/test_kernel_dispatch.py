@@ -23,7 +23,8 @@ SINGLE_THREAD = True
 def calls(monkeypatch):
     """Counts calls of every kernel launcher, by ``module.function`` name."""
     seen = {}
-    for mod_name in ("relu", "leaky_relu", "gelu", "silu", "cross_entropy", "activation_linear", "linear_cross_entropy"):
+    for mod_name in ("relu", "leaky_relu", "gelu", "silu", "cross_entropy", "activation_linear", "linear_cross_entropy",
+                     "attention"):
         mod = getattr(K, mod_name)
         for fn in ("forward", "backward", "softmax_scale_", "block_update_"):
             if hasattr(mod, fn):

@@ -100,6 +100,7 @@ def test_any_layout(device, causal):
     g = torch.randn(2, 17, 3, 24, dtype=torch.float64, device=device).transpose(1, 2)
     *_, grads = _check(q, k, v, causal, 0.25, grad_out=g)
     assert grads[0].stride() == q.stride()  # the gradients keep the inputs' layout
+    _check(q, k, v, causal, 0.25, grad_out=torch.tensor(1.5, dtype=q.dtype, device=device).expand(g.shape))  # out.sum()'s
     if device == "cpu":  # the head dims strided and transposed (helpers.layout builds on the CPU)
         q2, k2, v2 = (layout(t.detach(), kind).requires_grad_() for t, kind in zip((q, k, v), ("strided", "transposed", "strided")))
         _check(q2, k2, v2, causal, 0.25, grad_out=layout(g, "transposed"))
