@@ -87,6 +87,15 @@ OPS = {
         {"linear_cross_entropy.block_update_", "linear_cross_entropy.softmax_scale_"},
     ),
 }
+if hasattr(F, "scaled_dot_product_attention"):  # the op merges from its own branch
+    OPS["scaled_dot_product_attention"] = (
+        F.scaled_dot_product_attention, lambda: (_x(2, 5, 4), _x(2, 7, 4), _x(2, 7, 3)), {"attention.forward", "attention.backward"},
+    )
+    OPS["scaled_dot_product_attention-causal"] = (
+        functools.partial(F.scaled_dot_product_attention, is_causal=True, scale=0.3),
+        lambda: (_x(2, 7, 4), _x(2, 5, 4), _x(2, 5, 3)),
+        {"attention.forward", "attention.backward"},
+    )
 
 
 def _run(fn, inputs, seed):
