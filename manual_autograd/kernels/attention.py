@@ -40,6 +40,15 @@ def _online_step(m, l, s):
 
 
 @triton.jit
+def _block(n, BLOCK: tl.constexpr):
+    """``(first row, batch·head)`` of this program: one flat grid, a head's blocks side by side (they
+    share its keys in L2), with no cap on the count of heads (a 2-D grid's second axis stops at 65535)."""
+    blocks = tl.cdiv(n, BLOCK)
+    pid = tl.program_id(0)
+    return (pid % blocks) * BLOCK, pid // blocks
+
+
+@triton.jit
 def _visible(i, j, L, S, CAUSAL: tl.constexpr):
     """``(len(i), len(j))``: query ``i`` sees key ``j`` (both inside, and ``j ≤ i`` when causal)."""
     ok = (i < L)[:, None] & (j < S)[None, :]
@@ -54,8 +63,7 @@ def _attn_fwd(q_ptr, k_ptr, v_ptr, o_ptr, lse_ptr,
               H, L, S, E, EV, scale: tl.float64,
               CAUSAL: tl.constexpr, ACC: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
               BLOCK_E: tl.constexpr, BLOCK_EV: tl.constexpr):
-    m0 = tl.program_id(0) * BLOCK_M
-    bh = tl.program_id(1)
+    m0, bh = _block(L, BLOCK_M)
     b, h = (bh // H).to(tl.int64), (bh % H).to(tl.int64)
     q_ptr += b * sqb + h * sqh
     k_ptr += b * skb + h * skh
@@ -89,8 +97,8 @@ def _attn_fwd(q_ptr, k_ptr, v_ptr, o_ptr, lse_ptr,
 @triton.jit
 def _attn_bwd_pre(o_ptr, g_ptr, d_ptr, sob, soh, sol, soe, sgb, sgh, sgl, sge, H, L, EV,
                   ACC: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_EV: tl.constexpr):
-    i = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
-    bh = tl.program_id(1)
+    m0, bh = _block(L, BLOCK_M)
+    i = m0 + tl.arange(0, BLOCK_M)
     b, h = (bh // H).to(tl.int64), (bh % H).to(tl.int64)
     ev = tl.arange(0, BLOCK_EV)
     msk = (i < L)[:, None] & (ev < EV)[None, :]
@@ -106,8 +114,7 @@ def _attn_bwd_kv(q_ptr, k_ptr, v_ptr, g_ptr, lse_ptr, d_ptr, dk_ptr, dv_ptr,
                  H, L, S, E, EV, scale: tl.float64,
                  CAUSAL: tl.constexpr, ACC: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                  BLOCK_E: tl.constexpr, BLOCK_EV: tl.constexpr):
-    n0 = tl.program_id(0) * BLOCK_N
-    bh = tl.program_id(1)
+    n0, bh = _block(S, BLOCK_N)
     b, h = (bh // H).to(tl.int64), (bh % H).to(tl.int64)
     q_ptr += b * sqb + h * sqh
     g_ptr += b * sgb + h * sgh
@@ -152,8 +159,7 @@ def _attn_bwd_q(q_ptr, k_ptr, v_ptr, g_ptr, lse_ptr, d_ptr, dq_ptr,
                 H, L, S, E, EV, scale: tl.float64,
                 CAUSAL: tl.constexpr, ACC: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                 BLOCK_E: tl.constexpr, BLOCK_EV: tl.constexpr):
-    m0 = tl.program_id(0) * BLOCK_M
-    bh = tl.program_id(1)
+    m0, bh = _block(L, BLOCK_M)
     b, h = (bh // H).to(tl.int64), (bh % H).to(tl.int64)
     k_ptr += b * skb + h * skh
     v_ptr += b * svb + h * svh
@@ -226,7 +232,7 @@ def _forward(q, k, v, is_causal, scale, traced=False):
         return out, lse
     be, bev = _pad(E), _pad(EV)
     bm, bn, warps = _tiles("fwd", q.dtype, max(be, bev))
-    kernel(_attn_fwd, traced)[(triton.cdiv(L, bm), B * H)](
+    kernel(_attn_fwd, traced)[(triton.cdiv(L, bm) * B * H,)](
         q, k, v, out, lse, *q.stride(), *k.stride(), *v.stride(), *out.stride(), H, L, S, E, EV, float(scale),
         CAUSAL=bool(is_causal), ACC=acc_type(q.dtype), BLOCK_M=bm, BLOCK_N=bn, BLOCK_E=be, BLOCK_EV=bev,
         num_warps=warps,
@@ -244,17 +250,17 @@ def _backward(q, k, v, out, lse, grad_out, is_causal, scale, traced=False):
     be, bev = _pad(E), _pad(EV)
     acc, causal, sc = acc_type(q.dtype), bool(is_causal), float(scale)
     dd = torch.empty((B, H, L), dtype=lse.dtype, device=q.device)
-    kernel(_attn_bwd_pre, traced)[(triton.cdiv(L, _PRE_BLOCK), B * H)](
+    kernel(_attn_bwd_pre, traced)[(triton.cdiv(L, _PRE_BLOCK) * B * H,)](
         out, grad_out, dd, *out.stride(), *grad_out.stride(), H, L, EV, ACC=acc, BLOCK_M=_PRE_BLOCK, BLOCK_EV=bev
     )
     common = (*q.stride(), *k.stride(), *v.stride(), *grad_out.stride())
     bm, bn, warps = _tiles("kv", q.dtype, max(be, bev))
-    kernel(_attn_bwd_kv, traced)[(triton.cdiv(S, bn), B * H)](
+    kernel(_attn_bwd_kv, traced)[(triton.cdiv(S, bn) * B * H,)](
         q, k, v, grad_out, lse, dd, dk, dv, *common, *dk.stride(), *dv.stride(), H, L, S, E, EV, sc,
         CAUSAL=causal, ACC=acc, BLOCK_M=bm, BLOCK_N=bn, BLOCK_E=be, BLOCK_EV=bev, num_warps=warps,
     )
     bm, bn, warps = _tiles("q", q.dtype, max(be, bev))
-    kernel(_attn_bwd_q, traced)[(triton.cdiv(L, bm), B * H)](
+    kernel(_attn_bwd_q, traced)[(triton.cdiv(L, bm) * B * H,)](
         q, k, v, grad_out, lse, dd, dq, *common, *dq.stride(), H, L, S, E, EV, sc,
         CAUSAL=causal, ACC=acc, BLOCK_M=bm, BLOCK_N=bn, BLOCK_E=be, BLOCK_EV=bev, num_warps=warps,
     )
