@@ -10,7 +10,7 @@
 
 Any strides (each tensor's four are passed); head dims padded to a power of two (at least 16, what
 ``tl.dot`` takes) by masks, sequence tails by masks. A row that sees no key (``S == 0``) gives 0 and
-``lse = -inf``, as torch does. ``tl.dot`` in float32 runs in IEEE float32, not TF32.
+``lse = -inf``, as torch does. ``tl.dot`` in float32 runs in IEEE float32 (as torch's SDPA), not TF32.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from ._util import acc_type, interpreting, kernel, op, register
 
 @triton.jit
 def _online_step(m, l, s):
-    """Fold a ``(rows, cols)`` block of scores into the running row max ``m`` and ``l = Σ exp(s − m)``;
-    returns them with the factor ``alpha`` that rescales what was summed before and ``p = exp(s − m)``.
-    ``cross_entropy.lse_step`` without the rescale factor and the block of exponentials, which it drops."""
+    """Fold a ``(rows, cols)`` block of scores into the running row max ``m`` and ``l = Σ exp(s − m)``,
+    as ``cross_entropy.lse_step`` does; returns also what the ``P v`` accumulator needs and lse_step
+    drops: ``alpha``, the rescale of what was summed before, and the block ``p = exp(s − m)``."""
     mx = tl.maximum(m, tl.max(s, axis=1))
     # NOTE: the state keeps the raw max (-inf while all is -inf); only the shift is 0 then, never
     # -inf − -inf (as lse_step): a row whose visible keys have not started yet stays exactly empty.
