@@ -30,6 +30,7 @@ except ImportError as e:  # pragma: no cover - a Triton without its compiler API
     sys.exit(77)
 
 from manual_autograd.kernels import activation_linear as al  # noqa: E402
+from manual_autograd.kernels import attention as attn  # noqa: E402
 from manual_autograd.kernels import cross_entropy as ce  # noqa: E402
 from manual_autograd.kernels import dropout, embedding, gelu, glu, leaky_relu, relu, silu  # noqa: E402
 from manual_autograd.kernels import linear_cross_entropy as lce  # noqa: E402
@@ -166,10 +167,39 @@ def main() -> int:
                             {"x_ptr": P(dt), "g_ptr": P(dt), "w_ptr": P(dt), "rstd_ptr": P(accs), "dx_ptr": P(dt),
                              "dw_ptr": P(accs), "rows": "i32", "N": "i32", "rows_per_program": "i32"},
                             {"HAS_W": hw, "NEED_X": nx, "NEED_W": nw, "ONE": one, "ACC": acc, "BLOCK": block})
+    compile_attention()
     print(f"triton {triton.__version__}, sm_90: {count - len(failures)} of {count} compiled")
     for f in failures:
         print("FAIL", f)
     return 1 if failures else 0
+
+
+def compile_attention() -> None:
+    """attention's kernels at the tiles and warps its launchers pick, per dtype (fp16 apart: tl.dot's
+    fp16 and bf16 code differ), causal or not, head dims 64 and 128."""
+    import torch
+
+    P = lambda t: "*" + t  # noqa: E731
+    dims = ("H", "L", "S", "E", "EV")
+    for dt, td in (("fp32", torch.float32), ("bf16", torch.bfloat16), ("fp16", torch.float16), ("fp64", torch.float64)):
+        acc, accs = (tl.float64, "fp64") if dt == "fp64" else (tl.float32, "fp32")
+        for d in (64, 128):
+            blocks = {"BLOCK_E": d, "BLOCK_EV": d}
+            compile_one(f"attention bwd_pre {dt} d={d}", attn._attn_bwd_pre,
+                        {"o_ptr": P(dt), "g_ptr": P(dt), "d_ptr": P(accs), **dict.fromkeys(
+                            ("sob", "soh", "sol", "soe", "sgb", "sgh", "sgl", "sge", "H", "L", "EV"), "i32")},
+                        {"ACC": acc, "BLOCK_M": attn._PRE_BLOCK, "BLOCK_EV": d})
+            for causal in (False, True):
+                for which, fn, ptrs in (("fwd", attn._attn_fwd, ("q_ptr", "k_ptr", "v_ptr", "o_ptr")),
+                                        ("kv", attn._attn_bwd_kv, ("q_ptr", "k_ptr", "v_ptr", "g_ptr", "dk_ptr", "dv_ptr")),
+                                        ("q", attn._attn_bwd_q, ("q_ptr", "k_ptr", "v_ptr", "g_ptr", "dq_ptr"))):
+                    bm, bn, warps = attn._tiles(which, td, d)
+                    sig = {a: "i32" for a in fn.arg_names if a.startswith("s") and a != "scale"}  # the strides
+                    sig |= dict.fromkeys(ptrs, P(dt)) | dict.fromkeys(("lse_ptr", "d_ptr"), P(accs))
+                    sig |= dict.fromkeys(dims, "i32") | {"scale": "fp64"}
+                    sig = {a: t for a, t in sig.items() if a in fn.arg_names}
+                    compile_one(f"attention {which} {dt} d={d} CAUSAL={causal} {bm}x{bn} warps={warps}", fn, sig,
+                                {"CAUSAL": causal, "ACC": acc, "BLOCK_M": bm, "BLOCK_N": bn, **blocks}, warps)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from . import activation_linear, cross_entropy, gelu, leaky_relu, linear_cross_e
 from . import dropout, embedding  # noqa: E402
 from . import glu  # noqa: E402
 from . import layer_norm, rms_norm  # noqa: E402
+from . import attention  # noqa: E402
 
 __all__ = [
     "INTERPRETED",
@@ -31,4 +32,5 @@ __all__ = [
     "glu",
     "layer_norm",
     "rms_norm",
+    "attention",
 ]
