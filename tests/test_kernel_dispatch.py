@@ -102,16 +102,15 @@ OPS = {
     ),
     "layer_norm-plain": (lambda x: F.layer_norm(x, (4,)), lambda: (_x(3, 4),), {"layer_norm.forward", "layer_norm.backward"}),
     "rms_norm": (lambda x, w: F.rms_norm(x, (4,), w), lambda: (_x(3, 4), _x(4)), {"rms_norm.forward", "rms_norm.backward"}),
-}
-if hasattr(F, "scaled_dot_product_attention"):  # the op merges from its own branch
-    OPS["scaled_dot_product_attention"] = (
+    "scaled_dot_product_attention": (
         F.scaled_dot_product_attention, lambda: (_x(1, 5, 4), _x(1, 7, 4), _x(1, 7, 3)), {"attention.forward", "attention.backward"},
-    )
-    OPS["scaled_dot_product_attention-causal"] = (
+    ),
+    "scaled_dot_product_attention-causal": (
         functools.partial(F.scaled_dot_product_attention, is_causal=True, scale=0.3),
         lambda: (_x(1, 7, 4), _x(1, 5, 4), _x(1, 5, 3)),
         {"attention.forward", "attention.backward"},
-    )
+    ),
+}
 
 
 def _run(fn, inputs, seed):

@@ -174,7 +174,6 @@ def test_cuda_half_equal_torch_sdpa(dtype, E, causal):
         assert err <= 2 * their_err + 1e-3 * want.abs().max(), (err, their_err)
 
 
-@pytest.mark.skipif(not hasattr(MF, "scaled_dot_product_attention"), reason="the op is not on this branch yet")
 @pytest.mark.skipif(not K.INTERPRETED, reason="kernels not interpreted")
 @pytest.mark.parametrize("causal", [False, True])
 def test_dispatch_through_the_op(causal, monkeypatch):
