@@ -23,6 +23,10 @@ from .ops import (
     LinearFunction,
     ReLUFunction,
     SiLUFunction,
+    SoftmaxFunction,
+    SigmoidFunction,
+    TanhFunction,
+    MSELossFunction,
 )
 from .testing import check_function
 

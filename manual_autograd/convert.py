@@ -23,6 +23,11 @@ TO_LIBRARY = {
     torch.nn.Linear: nn.Linear,
     **dict(nn.ACTIVATIONS.values()),  # the activations: twin -> the library's module
     torch.nn.CrossEntropyLoss: nn.CrossEntropyLoss,
+    torch.nn.Softmax: nn.Softmax,
+    torch.nn.LogSoftmax: nn.LogSoftmax,
+    torch.nn.Sigmoid: nn.Sigmoid,
+    torch.nn.Tanh: nn.Tanh,
+    torch.nn.MSELoss: nn.MSELoss,
 }
 TO_TORCH = {ours: theirs for theirs, ours in TO_LIBRARY.items()}
 

@@ -16,6 +16,10 @@ from .linear import LinearFunction
 from .linear_cross_entropy import LinearCrossEntropyFunction, default_chunk_size
 from .relu import ReLUFunction
 from .silu import SiLUFunction
+from .softmax import SoftmaxFunction
+from .sigmoid import SigmoidFunction
+from .tanh import TanhFunction
+from .mse_loss import MSELossFunction
 
 __all__ = [
     "Function",
@@ -31,4 +35,8 @@ __all__ = [
     "default_chunk_size",
     "pack_bits",
     "unpack_bits",
+    "SoftmaxFunction",
+    "SigmoidFunction",
+    "TanhFunction",
+    "MSELossFunction",
 ]
