@@ -442,8 +442,9 @@ def mse_loss(input, target, weight, reduction) -> torch.dtype:
     for name, t in (("target", target), ("weight", weight)):
         if t is not None and t.device != input.device and t.dim() > 0:
             raise RuntimeError(f"{fn}(): expected '{name}' on {input.device} like 'input', got {t.device}")
-    dtype = torch.result_type(input, target)
+    # (equal dtypes asked first: dynamo cannot trace result_type, which returns a dtype)
+    dtype = input.dtype if input.dtype == target.dtype else torch.result_type(input, target)
     real_floating(fn, "input", dtype)
-    if weight is not None:
+    if weight is not None and weight.dtype != dtype:
         dtype = torch.promote_types(dtype, weight.dtype)
     return dtype

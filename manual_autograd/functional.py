@@ -335,7 +335,7 @@ def mse_loss(
     """
     checks._tensor_attr("mse_loss", "input", input)
     checks._tensor_attr("mse_loss", "target", target)
-    if target.size() != input.size():
+    if target.size() != input.size() and not torch.compiler.is_compiling():  # dynamo cannot trace warn
         warnings.warn(
             f"Using a target size ({target.size()}) that is different to the input size ({input.size()}). "
             "This will likely lead to incorrect results due to broadcasting. "

@@ -4,7 +4,7 @@
 
 * backward, with ``d = x − t`` recomputed and ``s = g`` (``'none'``, ``'sum'``) or ``g / N``
   (``g / Σ w``) for ``'mean'``: ``dx = 2 s w d`` (summed to ``x``'s shape), ``dt = −dx`` (to
-  ``t``'s shape), ``dw = s (d² − ℓ_mean)`` (``ℓ_mean`` only for a weighted ``'mean'``), else ``s d²``;
+  ``t``'s shape), ``dw = s d²`` (summed to ``w``'s shape), minus ``s ℓ_mean`` for a weighted ``'mean'``;
 * saved: references to the inputs ``x``, ``t`` (and ``w``), which the caller holds anyway (a
   prediction and its target), as torch's own ``mse_loss`` keeps them; not the difference ``d``,
   which would be a fresh tensor of the broadcast size: the backward recomputes it (one pass);
@@ -88,7 +88,7 @@ def mse_loss_backward(x, t, w, grad_out, reduction, need_w=False):
     gw = None
     if need_w:
         sq = d * d
-        if reduction == "mean":  # Σ w d² / Σ w: d/dw = (d² − mean) / Σ w
-            sq = sq - (w * sq).sum() / w.sum()
         gw = (s * sq).sum_to_size(w.shape)
+        if reduction == "mean":  # Σ w d² / Σ w: d/dw_i = (Σ_broadcast d_i² − mean) / Σ w
+            gw = gw - s * ((w * sq).sum() / w.sum())
     return gx, gw
