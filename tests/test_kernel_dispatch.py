@@ -23,7 +23,8 @@ SINGLE_THREAD = True
 def calls(monkeypatch):
     """Counts calls of every kernel launcher, by ``module.function`` name."""
     seen = {}
-    for mod_name in ("relu", "leaky_relu", "gelu", "silu", "cross_entropy", "activation_linear", "linear_cross_entropy"):
+    for mod_name in ("relu", "leaky_relu", "gelu", "silu", "cross_entropy", "activation_linear", "linear_cross_entropy",
+                     "softmax", "sigmoid", "tanh"):
         mod = getattr(K, mod_name)
         for fn in ("forward", "backward", "softmax_scale_", "block_update_"):
             if hasattr(mod, fn):
@@ -85,6 +86,12 @@ OPS = {
         lambda: (_x(8, 4), _x(12, 4)),
         {"linear_cross_entropy.block_update_", "linear_cross_entropy.softmax_scale_"},
     ),
+    "softmax": (lambda x: F.softmax(x, 0) * torch.arange(7.0, dtype=x.dtype), lambda: (_x(5, 7),), {"softmax.forward", "softmax.backward"}),
+    "log_softmax": (
+        lambda x: F.log_softmax(x, -1) * torch.arange(7.0, dtype=x.dtype), lambda: (_x(5, 7),), {"softmax.forward", "softmax.backward"},
+    ),
+    "sigmoid": (F.sigmoid, lambda: (_x(5, 7),), {"sigmoid.forward", "sigmoid.backward"}),
+    "tanh": (F.tanh, lambda: (_x(5, 7),), {"tanh.forward", "tanh.backward"}),
 }
 
 

@@ -12,6 +12,7 @@ from ._util import HAS_TRITON_OP, interpreting
 INTERPRETED = interpreting()
 
 from . import activation_linear, cross_entropy, gelu, leaky_relu, linear_cross_entropy, relu, silu  # noqa: E402
+from . import sigmoid, softmax, tanh  # noqa: E402
 
 __all__ = [
     "INTERPRETED",
@@ -23,4 +24,7 @@ __all__ = [
     "cross_entropy",
     "activation_linear",
     "linear_cross_entropy",
+    "softmax",
+    "sigmoid",
+    "tanh",
 ]
