@@ -86,7 +86,7 @@ OPS = {
         lambda: (_x(8, 4), _x(12, 4)),
         {"linear_cross_entropy.block_update_", "linear_cross_entropy.softmax_scale_"},
     ),
-    "softmax": (lambda x: F.softmax(x, 0) * torch.arange(7.0, dtype=x.dtype), lambda: (_x(5, 7),), {"softmax.forward", "softmax.backward"}),
+    "softmax": (lambda x: F.softmax(x, 0) * torch.arange(5.0, dtype=x.dtype)[:, None], lambda: (_x(5, 7),), {"softmax.forward", "softmax.backward"}),
     "log_softmax": (
         lambda x: F.log_softmax(x, -1) * torch.arange(7.0, dtype=x.dtype), lambda: (_x(5, 7),), {"softmax.forward", "softmax.backward"},
     ),
