@@ -28,6 +28,10 @@ from .ops import (
     ReLUFunction,
     RMSNormFunction,
     SiLUFunction,
+    SoftmaxFunction,
+    SigmoidFunction,
+    TanhFunction,
+    MSELossFunction,
 )
 from .ops import GatedLinearFunction, GLUFunction
 from .testing import check_function

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import numbers
+import operator
 
 import torch
 from torch import Tensor
@@ -50,6 +51,10 @@ __all__ = [
     "glu",
     "gated_linear",
     "norm",
+    "real_floating",
+    "softmax",
+    "activation_input",
+    "mse_loss",
 ]
 
 
@@ -717,3 +722,67 @@ def norm(fn: str, input, normalized_shape, weight, bias, eps, eps_position: int)
         _norm_param(fn, "bias", bias, 4, input, normalized_shape, False)
     floating(fn, input)
     return normalized_shape
+
+
+def _tensor_attr(fn: str, name: str, t) -> None:
+    """A non-tensor where torch's Python wrapper calls a Tensor method: AttributeError, as there."""
+    if not isinstance(t, Tensor):
+        raise AttributeError(f"{fn}(): argument '{name}' must be Tensor, not {type(t).__name__}")
+
+
+def real_floating(fn: str, name: str, dtype: torch.dtype) -> None:
+    if not dtype.is_floating_point:
+        raise _torch_error_type("dtype")(f"{fn}(): expected '{name}' of a floating-point dtype, got {dtype}")
+
+
+def softmax(fn: str, input, dim, dtype) -> int:
+    """Check ``softmax``/``log_softmax``'s arguments (``dim`` already chosen when it was None);
+    returns ``dim`` as an int in ``[0, ndim)``."""
+    _tensor_attr(fn, "input", input)
+    if isinstance(dim, bool):
+        raise TypeError(f"{fn}(): argument 'dim' (position 2) must be int, not bool")
+    try:
+        dim = operator.index(dim)
+    except TypeError:
+        raise TypeError(f"{fn}(): argument 'dim' (position 2) must be int, not {type(dim).__name__}") from None
+    if dtype is not None and not isinstance(dtype, torch.dtype):
+        raise TypeError(f"{fn}(): argument 'dtype' must be torch.dtype, not {type(dtype).__name__}")
+    n = max(input.dim(), 1)
+    if not -n <= dim < n:
+        raise IndexError(f"{fn}(): argument 'dim' must be in range [{-n}, {n - 1}] for 'input' of shape {shape(input)}, got {dim}")
+    real_floating(fn, "dtype" if dtype is not None else "input", dtype or input.dtype)
+    return dim % n
+
+
+def activation_input(fn: str, input) -> None:
+    """``sigmoid``/``tanh``: a tensor (any dtype: torch computes integers in the default float dtype)."""
+    _tensor_attr(fn, "input", input)
+
+
+def mse_loss(input, target, weight, reduction) -> torch.dtype:
+    """Check ``mse_loss``'s arguments (legacy ``size_average``/``reduce`` already folded into
+    ``reduction``); returns the dtype the loss computes in (torch's type promotion)."""
+    fn = "mse_loss"
+    _tensor_attr(fn, "input", input)
+    _tensor_attr(fn, "target", target)
+    try:
+        torch.broadcast_shapes(input.shape, target.shape)
+    except RuntimeError:
+        raise RuntimeError(
+            f"{fn}(): expected 'target' broadcastable to 'input' of shape {shape(input)}, got shape {shape(target)}"
+        ) from None
+    if weight is not None:
+        _tensor_attr(fn, "weight", weight)
+        if weight.shape != input.shape:
+            raise ValueError(f"{fn}(): expected 'weight' of the shape of 'input' {shape(input)}, got shape {shape(weight)}")
+    if reduction not in ("none", "mean", "sum"):
+        raise ValueError(f"{fn}(): argument 'reduction' must be 'none', 'mean' or 'sum', got {reduction!r}")
+    for name, t in (("target", target), ("weight", weight)):
+        if t is not None and t.device != input.device and t.dim() > 0:
+            raise RuntimeError(f"{fn}(): expected '{name}' on {input.device} like 'input', got {t.device}")
+    # (equal dtypes asked first: dynamo cannot trace result_type, which returns a dtype)
+    dtype = input.dtype if input.dtype == target.dtype else torch.result_type(input, target)
+    real_floating(fn, "input", dtype)
+    if weight is not None and weight.dtype != dtype:
+        dtype = torch.promote_types(dtype, weight.dtype)
+    return dtype

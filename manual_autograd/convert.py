@@ -27,6 +27,11 @@ TO_LIBRARY = {
     torch.nn.Embedding: nn.Embedding,
     torch.nn.LayerNorm: nn.LayerNorm,
     torch.nn.RMSNorm: nn.RMSNorm,
+    torch.nn.Softmax: nn.Softmax,
+    torch.nn.LogSoftmax: nn.LogSoftmax,
+    torch.nn.Sigmoid: nn.Sigmoid,
+    torch.nn.Tanh: nn.Tanh,
+    torch.nn.MSELoss: nn.MSELoss,
 }
 TO_TORCH = {ours: theirs for theirs, ours in TO_LIBRARY.items()}
 

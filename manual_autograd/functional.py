@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from typing import List, Optional
 
 import torch
 from torch import Tensor
 from torch.nn import _reduction
+from torch.nn.functional import _get_softmax_dim
 
 from . import backend, checks
 from .ops import (
@@ -33,6 +35,7 @@ from .ops import (
 )
 from .ops import attention as _attention  # its KEY_BLOCK, read at each call
 from .ops import GatedLinearFunction, GLUFunction
+from .ops import MSELossFunction, SigmoidFunction, SoftmaxFunction, TanhFunction
 
 __all__ = [
     "linear",
@@ -53,6 +56,11 @@ __all__ = [
     "gated_linear",
     "layer_norm",
     "rms_norm",
+    "softmax",
+    "log_softmax",
+    "sigmoid",
+    "tanh",
+    "mse_loss",
 ]
 
 
@@ -527,6 +535,103 @@ def rms_norm(
     if eps is None:
         eps = torch.finfo(torch.float32 if input.dtype in (torch.float16, torch.bfloat16) else input.dtype).eps
     return RMSNormFunction.apply(input, normalized_shape, weight, float(eps))[0]
+
+
+def _softmax_dtype(input: Tensor, dtype):
+    """The ``dtype`` softmax casts to: CUDA autocast runs softmax in float32 unless a dtype is
+    given (torch's ``fp32_set_opt_dtype`` policy); CPU autocast leaves it in the input's dtype."""
+    if (
+        dtype is None
+        and torch._C._is_any_autocast_enabled()
+        and input.is_cuda
+        and torch.is_autocast_enabled("cuda")
+        and input.is_floating_point()
+        and input.dtype != torch.float64
+    ):
+        return torch.float32
+    return dtype
+
+
+def softmax(input: Tensor, dim: Optional[int] = None, _stacklevel: int = 3, dtype: Optional[torch.dtype] = None) -> Tensor:
+    r"""Apply softmax along ``dim``, saving only the output. See :class:`manual_autograd.nn.Softmax`.
+
+    Same as :func:`torch.nn.functional.softmax`: ``dim=None`` picks a dim as torch does (with its
+    deprecation warning); ``dtype`` casts the input before the op.
+    """
+    if dim is None:
+        dim = _get_softmax_dim("softmax", input.dim(), _stacklevel)
+    dim = checks.softmax("softmax", input, dim, dtype)
+    dtype = _softmax_dtype(input, dtype)
+    return SoftmaxFunction.apply(input if dtype is None else input.to(dtype), dim, False)
+
+
+def log_softmax(
+    input: Tensor, dim: Optional[int] = None, _stacklevel: int = 3, dtype: Optional[torch.dtype] = None
+) -> Tensor:
+    r"""Apply ``log(softmax(x))`` along ``dim``, saving only the output. See :class:`manual_autograd.nn.LogSoftmax`."""
+    if dim is None:
+        dim = _get_softmax_dim("log_softmax", input.dim(), _stacklevel)
+    dim = checks.softmax("log_softmax", input, dim, dtype)
+    dtype = _softmax_dtype(input, dtype)
+    return SoftmaxFunction.apply(input if dtype is None else input.to(dtype), dim, True)
+
+
+def sigmoid(input: Tensor) -> Tensor:
+    r"""Apply ``1 / (1 + exp(-x))`` elementwise, saving the output. See :class:`manual_autograd.nn.Sigmoid`."""
+    checks.activation_input("sigmoid", input)
+    if not input.is_floating_point():  # integers (no gradient) and complex: torch's own op, as is
+        return torch.sigmoid(input)
+    return SigmoidFunction.apply(input)
+
+
+def tanh(input: Tensor) -> Tensor:
+    r"""Apply ``tanh(x)`` elementwise, saving the output. See :class:`manual_autograd.nn.Tanh`."""
+    checks.activation_input("tanh", input)
+    if not input.is_floating_point():  # integers (no gradient) and complex: torch's own op, as is
+        return torch.tanh(input)
+    return TanhFunction.apply(input)
+
+
+def mse_loss(
+    input: Tensor,
+    target: Tensor,
+    size_average: Optional[bool] = None,
+    reduce: Optional[bool] = None,
+    reduction: str = "mean",
+    weight: Optional[Tensor] = None,
+) -> Tensor:
+    r"""Mean squared error, optionally weighted, saving only references to its inputs.
+
+    Same contract as :func:`torch.nn.functional.mse_loss` (torch 2.14's signature, ``weight``
+    included): ``target`` broadcasts against ``input`` (with torch's warning when the sizes
+    differ), ``weight`` has ``input``'s shape and a weighted ``'mean'`` divides by ``Σ weight``.
+    See :class:`manual_autograd.nn.MSELoss`.
+    """
+    checks._tensor_attr("mse_loss", "input", input)
+    checks._tensor_attr("mse_loss", "target", target)
+    if target.size() != input.size() and not torch.compiler.is_compiling():  # dynamo cannot trace warn
+        warnings.warn(
+            f"Using a target size ({target.size()}) that is different to the input size ({input.size()}). "
+            "This will likely lead to incorrect results due to broadcasting. "
+            "Please ensure they have the same size.",
+            stacklevel=2,
+        )
+    if size_average is not None or reduce is not None:
+        reduction = _reduction.legacy_get_string(size_average, reduce)
+    dtype = checks.mse_loss(input, target, weight, reduction)
+    if torch._C._is_any_autocast_enabled() and torch.is_autocast_enabled(input.device.type):
+        # float32 under autocast, as torch's own; autocast stays off inside
+        input, target, weight = _autocast(torch.float32, input.device, input, target, weight)
+        with torch.autocast(input.device.type, enabled=False):
+            return _mse_loss(input, target, weight, reduction, checks.mse_loss(input, target, weight, reduction))
+    return _mse_loss(input, target, weight, reduction, dtype)
+
+
+def _mse_loss(input, target, weight, reduction, dtype):
+    input, target = input.to(dtype), target.to(dtype)  # torch's type promotion (no copy when equal)
+    if weight is not None:
+        weight = weight.to(dtype)
+    return MSELossFunction.apply(input, target, weight, reduction)
 
 
 # torch.fx: each public function is a leaf of a symbolic trace (one call_function node), as

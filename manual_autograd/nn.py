@@ -36,6 +36,11 @@ __all__ = [
     "GatedMLP",
     "LayerNorm",
     "RMSNorm",
+    "Softmax",
+    "LogSoftmax",
+    "Sigmoid",
+    "Tanh",
+    "MSELoss",
 ]
 
 
@@ -729,3 +734,114 @@ class RMSNorm(nn.RMSNorm):
 
     def forward(self, input: Tensor) -> Tensor:
         return F.rms_norm(input, self.normalized_shape, self.weight, self.eps)
+
+
+class Softmax(nn.Softmax):
+    r"""Applies the Softmax function along ``dim``: :math:`\text{Softmax}(x_{i}) = \frac{\exp(x_i)}{\sum_j \exp(x_j)}`.
+
+    Same as :class:`torch.nn.Softmax` (``dim=None`` picks a dim as torch does, with its warning);
+    saves only its output for backward.
+
+    Args:
+        dim (int): A dimension along which Softmax will be computed (so every slice along dim
+            will sum to 1).
+
+    Shape:
+        - Input: :math:`(*)` where `*` means any number of additional dimensions.
+        - Output: :math:`(*)`, same shape as the input.
+
+    Examples::
+
+        >>> m = manual_autograd.nn.Softmax(dim=1)
+        >>> output = m(torch.randn(2, 3))
+    """
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.softmax(input, self.dim, _stacklevel=5)
+
+
+class LogSoftmax(nn.LogSoftmax):
+    r"""Applies :math:`\log(\text{Softmax}(x))` along ``dim``.
+
+    Same as :class:`torch.nn.LogSoftmax`; saves only its output for backward.
+
+    Args:
+        dim (int): A dimension along which LogSoftmax will be computed.
+
+    Shape:
+        - Input: :math:`(*)` where `*` means any number of additional dimensions.
+        - Output: :math:`(*)`, same shape as the input.
+
+    Examples::
+
+        >>> m = manual_autograd.nn.LogSoftmax(dim=1)
+        >>> output = m(torch.randn(2, 3))
+    """
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.log_softmax(input, self.dim, _stacklevel=5)
+
+
+class Sigmoid(nn.Sigmoid):
+    r"""Applies the Sigmoid function element-wise: :math:`\sigma(x) = \frac{1}{1 + \exp(-x)}`.
+
+    Same as :class:`torch.nn.Sigmoid`; saves its output for backward.
+
+    Shape:
+        - Input: :math:`(*)`, where :math:`*` means any number of dimensions.
+        - Output: :math:`(*)`, same shape as the input.
+
+    Examples::
+
+        >>> m = manual_autograd.nn.Sigmoid()
+        >>> output = m(torch.randn(2))
+    """
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.sigmoid(input)
+
+
+class Tanh(nn.Tanh):
+    r"""Applies the Hyperbolic Tangent (Tanh) function element-wise: :math:`\tanh(x)`.
+
+    Same as :class:`torch.nn.Tanh`; saves its output for backward.
+
+    Shape:
+        - Input: :math:`(*)`, where :math:`*` means any number of dimensions.
+        - Output: :math:`(*)`, same shape as the input.
+
+    Examples::
+
+        >>> m = manual_autograd.nn.Tanh()
+        >>> output = m(torch.randn(2))
+    """
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.tanh(input)
+
+
+class MSELoss(nn.MSELoss):
+    r"""The mean squared error between each element of the input :math:`x` and target :math:`y`.
+
+    Same as :class:`torch.nn.MSELoss`; keeps only references to the input and target for
+    backward (the difference is recomputed).
+
+    Args:
+        size_average (bool, optional): Deprecated (see :attr:`reduction`).
+        reduce (bool, optional): Deprecated (see :attr:`reduction`).
+        reduction (str, optional): ``'none'`` | ``'mean'`` | ``'sum'``. Default: ``'mean'``
+
+    Shape:
+        - Input: :math:`(*)`, where :math:`*` means any number of dimensions.
+        - Target: :math:`(*)`, same shape as the input (or broadcastable to it, with a warning).
+        - Output: scalar; with ``reduction='none'``, the broadcast shape of input and target.
+
+    Examples::
+
+        >>> loss = manual_autograd.nn.MSELoss()
+        >>> input = torch.randn(3, 5, requires_grad=True)
+        >>> loss(input, torch.randn(3, 5)).backward()
+    """
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return F.mse_loss(input, target, reduction=self.reduction)

@@ -32,7 +32,9 @@ except ImportError as e:  # pragma: no cover - a Triton without its compiler API
 from manual_autograd.kernels import activation_linear as al  # noqa: E402
 from manual_autograd.kernels import attention as attn  # noqa: E402
 from manual_autograd.kernels import cross_entropy as ce  # noqa: E402
-from manual_autograd.kernels import dropout, embedding, gelu, glu, leaky_relu, relu, silu  # noqa: E402
+from manual_autograd.kernels import dropout, embedding, gelu, glu, leaky_relu, relu, sigmoid, silu  # noqa: E402
+from manual_autograd.kernels import tanh as tanh_k  # noqa: E402  (`tanh` is gelu's loop variable below)
+from manual_autograd.kernels import softmax as softmax_k  # noqa: E402
 from manual_autograd.kernels import linear_cross_entropy as lce  # noqa: E402
 from manual_autograd.kernels import layer_norm as ln  # noqa: E402
 from manual_autograd.kernels import rms_norm as rms  # noqa: E402
@@ -168,6 +170,18 @@ def main() -> int:
                              "dw_ptr": P(accs), "rows": "i32", "N": "i32", "rows_per_program": "i32"},
                             {"HAS_W": hw, "NEED_X": nx, "NEED_W": nw, "ONE": one, "ACC": acc, "BLOCK": block})
     compile_attention()
+        for name, mod in (("sigmoid", sigmoid), ("tanh", tanh_k)):
+            compile_one(f"{name} fwd {dt}", getattr(mod, f"_{name}_fwd"), {"x_ptr": P(dt), "out_ptr": P(dt), "n": "i32"},
+                        {"ACC": acc, "BLOCK": 1024})
+            compile_one(f"{name} bwd {dt}", getattr(mod, f"_{name}_bwd"), {"out_ptr": P(dt), "g_ptr": P(dt), "gx_ptr": P(dt), "n": "i32"},
+                        {"G_STRIDE": 1, "ACC": acc, "BLOCK": 1024})
+        for br, bc, one in ((1, 4096, False), (1, 4096, True), (32, 128, True)):  # the tiles softmax_k._blocks picks
+            for log in (False, True):
+                tag = f"{dt} {br}x{bc} ONE={one} LOG={log}"
+                for kname, k, first in (("fwd", softmax_k._softmax_fwd, "x_ptr"), ("bwd", softmax_k._softmax_bwd, None)):
+                    sig = ({"x_ptr": P(dt), "out_ptr": P(dt)} if first else {"out_ptr": P(dt), "g_ptr": P(dt), "gx_ptr": P(dt)})
+                    compile_one(f"softmax {kname} {tag}", k, {**sig, "rows": "i32", "C": "i32"},
+                                {"LOG": log, "ONE": one, "ACC": acc, "BLOCK_R": br, "BLOCK_C": bc})
     print(f"triton {triton.__version__}, sm_90: {count - len(failures)} of {count} compiled")
     for f in failures:
         print("FAIL", f)

@@ -110,6 +110,12 @@ OPS = {
         lambda: (_x(1, 7, 4), _x(1, 5, 4), _x(1, 5, 3)),
         {"attention.forward", "attention.backward"},
     ),
+    "softmax": (lambda x: F.softmax(x, 0) * torch.arange(5.0, dtype=x.dtype)[:, None], lambda: (_x(5, 7),), {"softmax.forward", "softmax.backward"}),
+    "log_softmax": (
+        lambda x: F.log_softmax(x, -1) * torch.arange(7.0, dtype=x.dtype), lambda: (_x(5, 7),), {"softmax.forward", "softmax.backward"},
+    ),
+    "sigmoid": (F.sigmoid, lambda: (_x(5, 7),), {"sigmoid.forward", "sigmoid.backward"}),
+    "tanh": (F.tanh, lambda: (_x(5, 7),), {"tanh.forward", "tanh.backward"}),
 }
 
 

@@ -16,6 +16,7 @@ from . import dropout, embedding  # noqa: E402
 from . import glu  # noqa: E402
 from . import layer_norm, rms_norm  # noqa: E402
 from . import attention  # noqa: E402
+from . import sigmoid, softmax, tanh  # noqa: E402
 
 __all__ = [
     "INTERPRETED",
@@ -33,4 +34,7 @@ __all__ = [
     "layer_norm",
     "rms_norm",
     "attention",
+    "softmax",
+    "sigmoid",
+    "tanh",
 ]

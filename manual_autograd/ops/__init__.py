@@ -23,6 +23,10 @@ from .rms_norm import RMSNormFunction
 from .silu import SiLUFunction
 from .glu import GLU_ACTIVATIONS, GLUFunction
 from .gated_linear import GatedLinearFunction
+from .softmax import SoftmaxFunction
+from .sigmoid import SigmoidFunction
+from .tanh import TanhFunction
+from .mse_loss import MSELossFunction
 
 __all__ = [
     "Function",
@@ -46,4 +50,8 @@ __all__ = [
     "GLUFunction",
     "GatedLinearFunction",
     "GLU_ACTIVATIONS",
+    "SoftmaxFunction",
+    "SigmoidFunction",
+    "TanhFunction",
+    "MSELossFunction",
 ]
