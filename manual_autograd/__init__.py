@@ -20,20 +20,21 @@ from .ops import (
     CrossEntropyFunction,
     DropoutFunction,
     EmbeddingFunction,
+    GatedLinearFunction,
     GELUFunction,
+    GLUFunction,
     LayerNormFunction,
     LeakyReLUFunction,
     LinearCrossEntropyFunction,
     LinearFunction,
+    MSELossFunction,
     ReLUFunction,
     RMSNormFunction,
+    SigmoidFunction,
     SiLUFunction,
     SoftmaxFunction,
-    SigmoidFunction,
     TanhFunction,
-    MSELossFunction,
 )
-from .ops import GatedLinearFunction, GLUFunction
 from .testing import check_function
 
 __version__ = "0.1.0"

@@ -14,19 +14,18 @@ import torch
 import manual_autograd as ma
 
 PKG = Path(ma.__file__).parent
-OPS = ["linear", "relu", "leaky_relu", "gelu", "silu", "cross_entropy", "activation_linear", "linear_cross_entropy",
-       "attention"]
+OPS = [
+    "linear", "relu", "leaky_relu", "gelu", "silu", "cross_entropy", "activation_linear", "linear_cross_entropy",
+    "layer_norm", "rms_norm", "softmax", "sigmoid", "tanh", "mse_loss", "dropout", "embedding", "glu",
+    "gated_linear", "attention",
+]
 FUNCTIONS = [
     "LinearFunction", "ReLUFunction", "LeakyReLUFunction", "GELUFunction", "SiLUFunction",
     "CrossEntropyFunction", "ActivationLinearFunction", "LinearCrossEntropyFunction",
-    "AttentionFunction",
+    "LayerNormFunction", "RMSNormFunction", "SoftmaxFunction", "SigmoidFunction",
+    "TanhFunction", "MSELossFunction", "DropoutFunction", "EmbeddingFunction", "GLUFunction",
+    "GatedLinearFunction", "AttentionFunction",
 ]
-OPS += ["dropout", "embedding"]
-FUNCTIONS += ["DropoutFunction", "EmbeddingFunction"]
-OPS += ["glu", "gated_linear"]
-FUNCTIONS += ["GLUFunction", "GatedLinearFunction"]
-OPS += ["layer_norm", "rms_norm"]
-FUNCTIONS += ["LayerNormFunction", "RMSNormFunction"]
 
 
 def _module_name(path: Path) -> str:
