@@ -7,6 +7,7 @@ or mutated) and applies the hand-written Function (:mod:`manual_autograd.ops`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import warnings
 from typing import List, Optional
@@ -14,6 +15,7 @@ from typing import List, Optional
 import torch
 from torch import Tensor
 from torch.nn import _reduction
+from torch.overrides import handle_torch_function, has_torch_function
 from torch.nn.functional import _get_softmax_dim
 
 from . import backend, checks
@@ -634,9 +636,23 @@ def _mse_loss(input, target, weight, reduction, dtype):
     return MSELossFunction.apply(input, target, weight, reduction)
 
 
-# torch.fx: each public function is a leaf of a symbolic trace (one call_function node), as
-# torch.nn.functional's are; otherwise the tracer would run the checks and the Function on a Proxy.
-# wrap patches this module's globals while tracing, so nn.py's ``F.linear(...)`` calls trace too.
+def _overridable(fn):
+    """``fn`` with torch.nn.functional's ``__torch_function__`` protocol: a call on a tensor-like
+    that overrides it (a torch.fx ``Proxy``, a tensor subclass, an active TorchFunctionMode) is
+    handed to that override, as torch's own functionals do; so a symbolic trace records one
+    ``call_function`` node of this function however it was imported."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if has_torch_function(args) or (kwargs and has_torch_function(tuple(kwargs.values()))):
+            return handle_torch_function(wrapper, (*args, *kwargs.values()), *args, **kwargs)
+        return fn(*args, **kwargs)
+
+    # a code object of its own: dynamo's cache (and recompile limit) is per code object
+    wrapper.__code__ = wrapper.__code__.replace(co_name=fn.__name__)
+    return wrapper
+
+
 for _name in __all__:
-    torch.fx.wrap(_name)
+    globals()[_name] = _overridable(globals()[_name])
 del _name
