@@ -31,6 +31,14 @@ def dense(t):
     return t if t.is_contiguous() else t.contiguous()
 
 
+def written(t):
+    """``t`` after a kernel wrote into it: its version counter bumped, as a native in-place op's is
+    (autograd's check that a saved tensor is unchanged reads it; an inference tensor has none)."""
+    if not t.is_inference():
+        torch.autograd.graph.increment_version(t)
+    return t
+
+
 def grad_layout(g):
     """``(tensor, stride)`` for a kernel reading ``g`` flat: stride 1 when contiguous, 0 when ``g`` is
     one value expanded (``loss.sum().backward()`` hands such a ``grad_out``), else a contiguous copy."""

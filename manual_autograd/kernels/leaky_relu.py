@@ -15,7 +15,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ._util import BLOCK, backward_operands, acc_type, dense, kernel, op, register
+from ._util import BLOCK, backward_operands, acc_type, dense, kernel, op, register, written
 
 
 @triton.jit
@@ -61,8 +61,8 @@ def _forward(x, negative_slope, inplace=False, traced=False):
             src, out, out if mask is None else mask, n, float(negative_slope),
             MASK=masked, ACC=acc_type(x.dtype), BLOCK=BLOCK,
         )
-    if inplace and out is not x:
-        out = x.copy_(out)
+    if inplace:
+        out = x.copy_(out) if out is not x else written(x)
     return out, mask
 
 

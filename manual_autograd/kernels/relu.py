@@ -7,7 +7,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ._util import BLOCK, backward_operands, dense, kernel, op, register
+from ._util import BLOCK, backward_operands, dense, kernel, op, register, written
 
 
 @triton.jit
@@ -33,8 +33,8 @@ def _forward(x, inplace=False, traced=False):
     n = src.numel()
     if n:
         kernel(_relu_fwd, traced)[(triton.cdiv(n, BLOCK),)](src, out, n, BLOCK=BLOCK)
-    if inplace and out is not x:
-        return x.copy_(out)
+    if inplace:
+        return x.copy_(out) if out is not x else written(x)
     return out
 
 

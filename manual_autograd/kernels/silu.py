@@ -9,7 +9,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ._util import BLOCK, backward_operands, acc_type, dense, kernel, op, register
+from ._util import BLOCK, backward_operands, acc_type, dense, kernel, op, register, written
 
 
 @triton.jit
@@ -51,8 +51,8 @@ def _forward(x, inplace=False, traced=False):
         kernel(_silu_fwd, traced)[(triton.cdiv(n, BLOCK),)](
             src, out, out if x0 is None else x0, n, KEEP=inplace, ACC=acc_type(x.dtype), BLOCK=BLOCK
         )
-    if inplace and out is not x:
-        out = x.copy_(out)
+    if inplace:
+        out = x.copy_(out) if out is not x else written(x)
     return out, x0
 
 

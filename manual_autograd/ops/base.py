@@ -81,6 +81,11 @@ class Function(torch.autograd.Function):
     def apply(cls, *args):
         if torch._C._are_functorch_transforms_active() or torch.compiler.is_compiling():
             return cls._func.apply(*args)
+        if not torch.is_grad_enabled() and forward_ad._current_level < 0:
+            # nothing to record (no_grad, inference_mode): the forward alone, as a native op runs. Through
+            # torch.autograd.Function an input modified in place would come back as a new detached alias
+            # of it (where torch's relu_ returns the input itself), and an inference tensor would fail.
+            return cls.forward(*args)
         return cls._eager.apply(*args)
 
 
