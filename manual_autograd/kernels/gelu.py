@@ -7,7 +7,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ._util import BLOCK, backward_operands, acc_type, dense, kernel, op, register
+from ._util import BLOCK, backward_operands, acc_type, any_dense, kernel, op, register
 
 # The constants are literals: compiled Triton cannot read Python float globals (the interpreter can).
 # 1.5957691216057308 = 2√(2/π), 0.044715 = c, 0.7071067811865476 = 1/√2, 0.3989422804014327 = 1/√(2π).
@@ -53,7 +53,7 @@ def _check(approximate):
 
 def _forward(x, approximate="none", traced=False):
     tanh = _check(approximate)
-    src = dense(x)
+    src = any_dense(x)  # contiguous, channels_last, transposed: the output keeps the layout
     out = torch.empty_like(src)
     n = src.numel()
     if n:

@@ -7,7 +7,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ._util import BLOCK, backward_operands, dense, kernel, op, register, written
+from ._util import BLOCK, backward_operands, any_dense, kernel, op, register, written
 
 
 @triton.jit
@@ -28,7 +28,7 @@ def _relu_bwd(out_ptr, g_ptr, gx_ptr, n, G_STRIDE: tl.constexpr, BLOCK: tl.const
 
 
 def _forward(x, inplace=False, traced=False):
-    src = dense(x)
+    src = any_dense(x)  # contiguous, channels_last, transposed: the output keeps the layout
     out = src if inplace else torch.empty_like(src)
     n = src.numel()
     if n:
@@ -39,7 +39,7 @@ def _forward(x, inplace=False, traced=False):
 
 
 def _backward(out, grad_out, traced=False):
-    out, g, gs, gx, n = backward_operands(out, grad_out)
+    out, g, gs, gx, n = backward_operands(out, grad_out, saved_first=True)
     if n:
         kernel(_relu_bwd, traced)[(triton.cdiv(n, BLOCK),)](out, g, gx, n, G_STRIDE=gs, BLOCK=BLOCK)
     return gx

@@ -9,7 +9,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ._util import BLOCK, backward_operands, acc_type, dense, kernel, op, register, written
+from ._util import BLOCK, backward_operands, acc_type, any_dense, kernel, op, register, written
 
 
 @triton.jit
@@ -43,7 +43,7 @@ def _silu_bwd(x_ptr, g_ptr, gx_ptr, n, G_STRIDE: tl.constexpr, ACC: tl.constexpr
 
 
 def _forward(x, inplace=False, traced=False):
-    src = dense(x)
+    src = any_dense(x)  # contiguous, channels_last, transposed: the output keeps the layout
     out = src if inplace else torch.empty_like(src)
     x0 = torch.empty_like(src) if inplace else None
     n = src.numel()

@@ -22,6 +22,9 @@ __all__ = [
     "pack_bits",
     "unpack_bits",
     "class_targets",
+    "is_dense",
+    "strides_unless_contiguous",
+    "with_strides",
 ]
 
 
@@ -182,3 +185,28 @@ def class_targets(target, ignore_index, weight=None, dtype=None):
     else:
         w_t = torch.where(valid, weight.gather(0, t), 0.0)
     return valid, t, w_t
+
+
+def is_dense(t):
+    """Whether ``t``'s elements fill its memory without gap or overlap in some order of its dims
+    (contiguous, channels_last, channels_last_3d, transposed, ...): a kernel may index it flat, and
+    ``torch.empty_like`` gives a tensor of the same strides."""
+    expected = 1
+    for size, stride in sorted((p for p in zip(t.shape, t.stride()) if p[0] != 1), key=lambda p: p[1]):
+        if stride != expected:
+            return size == 0 or t.numel() == 0
+        expected *= size
+    return True
+
+
+def strides_unless_contiguous(t):
+    """``t``'s strides when it is dense in another order than row-major (channels_last, transposed),
+    else None: what an op computing row-major keeps to give its result ``t``'s layout, as torch does."""
+    return None if t.is_contiguous() or not is_dense(t) else t.stride()
+
+
+def with_strides(t, strides):
+    """``t`` (differentiably) in the layout of ``strides`` (from :func:`strides_unless_contiguous`)."""
+    if strides is None or t.stride() == strides:
+        return t
+    return torch.empty_strided(t.shape, strides, dtype=t.dtype, device=t.device).copy_(t)
