@@ -17,7 +17,7 @@ import torch
 from torch.nn import functional as TF
 
 from .. import backend
-from .base import Function, cast_like, rows
+from .base import Function, cast_like, rows, strides_unless_contiguous, with_strides
 from .gelu import gelu_derivative
 from .leaky_relu import leaky_relu_derivative
 from .linear import LinearFunction
@@ -40,6 +40,11 @@ class ActivationLinearFunction(Function):
         need_z, need_w, _ = ctx.needs_input_grad[:3]
         ctx.activation, ctx.param = activation, param
         ctx.save_for_backward(z if need_z or need_w else None, weight if need_z else None)
+        # the layout torch's unfused pair gives grad_z for a dense z in another order: z's for a 2-D z
+        # (the matmul's backward keeps a column-major input's), and for relu / leaky_relu (whose backward
+        # reads z first); else row-major, the matmul's
+        strided = need_z and (z.dim() == 2 or activation in ("relu", "leaky_relu"))
+        ctx.z_strides = strides_unless_contiguous(z) if strided else None
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -52,13 +57,14 @@ class ActivationLinearFunction(Function):
             act, grad_z = backend.kernels().activation_linear.backward(z, g, ctx.activation, ctx.param, need_w)
             if need_w:
                 grad_w = rows(grad_out).t().matmul(rows(act))
+            grad_z = with_strides(grad_z, ctx.z_strides) if need_z else None
             return grad_z, grad_w, rows(grad_out).sum(0) if need_b else None, None, None
         if need_w:
             grad_w = rows(grad_out).t().matmul(rows(activation_value(z, ctx.activation, ctx.param)))
         if need_b:
             grad_b = rows(grad_out).sum(0)
         if need_z:
-            grad_z = activation_grad(grad_out.matmul(weight), z, ctx.activation, ctx.param)
+            grad_z = with_strides(activation_grad(grad_out.matmul(weight), z, ctx.activation, ctx.param), ctx.z_strides)
         return grad_z, grad_w, grad_b, None, None
 
 

@@ -25,6 +25,8 @@ __all__ = [
     "is_dense",
     "strides_unless_contiguous",
     "with_strides",
+    "class_grad",
+    "same_layout",
 ]
 
 
@@ -210,3 +212,17 @@ def with_strides(t, strides):
     if strides is None or t.stride() == strides:
         return t
     return torch.empty_strided(t.shape, strides, dtype=t.dtype, device=t.device).copy_(t)
+
+
+def class_grad(g, like):
+    """:func:`class_back` of a gradient, row-major as torch's cross-entropy gradient is whatever the
+    logits' layout (for ``(N, C, d1, ...)``: one transposing pass)."""
+    return class_back(g, like).contiguous()
+
+
+def same_layout(x, g):
+    """Whether a gradient computed in ``x``'s layout has the one torch gives ``grad_out · f'(x)``
+    (``grad_out``'s): their strides agree, or ``g`` is one value expanded (``loss.sum()``)."""
+    if x.stride() == g.stride() or all(s == 0 for s in g.stride()):
+        return True
+    return x.is_contiguous() and g.is_contiguous()
