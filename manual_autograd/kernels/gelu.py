@@ -82,14 +82,14 @@ def _gelu_backward_op(x: Tensor, grad_out: Tensor, approximate: str) -> Tensor:
 
 
 def forward(x: Tensor, approximate: str = "none") -> Tensor:
-    """GELU of ``x``, one pass, computed in float32 (float64 for float64); a new contiguous tensor."""
+    """GELU of ``x``, one pass, computed in float32 (float64 for float64); a new tensor of ``x``'s layout when dense (else contiguous), as torch's."""
     if torch.compiler.is_compiling():
         return op("gelu_forward")(x, approximate)
     return _forward(x, approximate)
 
 
 def backward(x: Tensor, grad_out: Tensor, approximate: str = "none") -> Tensor:
-    """``grad_out * gelu'(x)``, one pass; a new contiguous tensor of ``grad_out``'s dtype."""
+    """``grad_out * gelu'(x)``, one pass; a new tensor of ``grad_out``'s dtype and torch's layout (``grad_out``'s)."""
     if torch.compiler.is_compiling():
         return op("gelu_backward")(x, grad_out, approximate)
     return _backward(x, grad_out, approximate)

@@ -56,8 +56,9 @@ def _relu_backward_op(out: Tensor, grad_out: Tensor) -> Tensor:
 
 
 def forward(x: Tensor, inplace: bool = False) -> Tensor:
-    """``max(x, 0)``, one pass. ``inplace``: written into ``x``, which is returned. A non-contiguous
-    ``x`` is read through a contiguous copy and the result is contiguous (``inplace``: copied back)."""
+    """``max(x, 0)``, one pass. ``inplace``: written into ``x``, which is returned. A dense ``x`` in any
+    dim order (channels_last, transposed) is read as it lies and the result has its strides, as
+    torch's; any other ``x`` is read through a contiguous copy (``inplace``: copied back)."""
     if torch.compiler.is_compiling():
         out = op("relu_forward")(x)
         return x.copy_(out) if inplace else out
@@ -66,7 +67,7 @@ def forward(x: Tensor, inplace: bool = False) -> Tensor:
 
 def backward(out: Tensor, grad_out: Tensor) -> Tensor:
     """``grad_out`` where ``out > 0``, else 0 (at ``x = 0`` too, as torch's ``threshold_backward``);
-    a new contiguous tensor of ``grad_out``'s dtype, one pass."""
+    a new tensor of ``grad_out``'s dtype in torch's layout (``out``'s, see ``backward_operands``), one pass."""
     if torch.compiler.is_compiling():
         return op("relu_backward")(out, grad_out)
     return _backward(out, grad_out)

@@ -86,7 +86,7 @@ def forward(x: Tensor, inplace: bool = False) -> tuple[Tensor, Optional[Tensor]]
 
 
 def backward(x: Tensor, grad_out: Tensor) -> Tensor:
-    """``grad_out * silu'(x)``, one pass; a new contiguous tensor of ``grad_out``'s dtype."""
+    """``grad_out * silu'(x)``, one pass; a new tensor of ``grad_out``'s dtype and torch's layout (``grad_out``'s)."""
     if torch.compiler.is_compiling():
         return op("silu_backward")(x, grad_out)
     return _backward(x, grad_out)
