@@ -8,7 +8,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ..ops.base import is_dense
+from ..ops.base import is_dense, with_strides
 
 try:  # torch >= 2.6: kernels a compiled graph can trace
     from torch.library import triton_op, wrap_triton
@@ -129,6 +129,4 @@ def any_dense(t):
 def in_layout(t, like):
     """``t`` in the memory layout of ``like`` (dense, same shape): ``t`` itself when their strides agree
     (over dims of size > 1), else a copy in that layout."""
-    if all(a == b for a, b, n in zip(t.stride(), like.stride(), like.shape) if n != 1):
-        return t
-    return torch.empty_like(like, dtype=t.dtype).copy_(t)
+    return with_strides(t, like.stride())

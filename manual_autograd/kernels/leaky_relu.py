@@ -67,8 +67,8 @@ def _forward(x, negative_slope, inplace=False, traced=False):
         )
     if inplace:
         out = x.copy_(out) if out is not x else written(x)
-    elif out is not x and not x.is_contiguous() and is_dense(x):
-        out = in_layout(out, x)  # torch's layout, x's (one more pass, masked only)
+    elif masked and not x.is_contiguous() and is_dense(x):
+        out = in_layout(out, x)  # torch's layout, x's (one more pass)
     return out, mask
 
 

@@ -208,8 +208,9 @@ def strides_unless_contiguous(t):
 
 
 def with_strides(t, strides):
-    """``t`` (differentiably) in the layout of ``strides`` (from :func:`strides_unless_contiguous`)."""
-    if strides is None or t.stride() == strides:
+    """``t`` (differentiably) in the layout of ``strides`` (e.g. from :func:`strides_unless_contiguous`):
+    ``t`` itself when its strides agree over the dims of size > 1, else a copy."""
+    if strides is None or all(a == b for a, b, n in zip(t.stride(), strides, t.shape) if n != 1):
         return t
     return torch.empty_strided(t.shape, strides, dtype=t.dtype, device=t.device).copy_(t)
 
