@@ -140,3 +140,16 @@ def test_linear_cross_entropy_gradient_as_the_unfused_pair():
         x, GRADS["like"],
     )
     _same(ref, ours)
+
+
+@pytest.mark.parametrize("name", ["leaky_relu-neg", "activation_linear"])
+def test_layout_restore_under_vmap(name):
+    """The layout restore is out of place, so torch.func batches it (per-example gradients)."""
+    w = torch.randn(2, 5, dtype=torch.float64)
+    x = torch.randn(3, 5, 4, dtype=torch.float64).transpose(1, 2)  # each example (4, 5) column-major
+    if name == "activation_linear":
+        ours, ref = (lambda z: F.activation_linear(z, w, None, "gelu").sum()), (lambda z: TF.linear(TF.gelu(z), w).sum())
+    else:
+        ours, ref = (lambda z: F.leaky_relu(z, -0.2).sum()), (lambda z: TF.leaky_relu(z, -0.2).sum())
+    got, want = (torch.func.vmap(torch.func.grad(f))(x) for f in (ours, ref))
+    torch.testing.assert_close(got, want)

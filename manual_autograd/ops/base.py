@@ -212,7 +212,10 @@ def with_strides(t, strides):
     ``t`` itself when its strides agree over the dims of size > 1, else a copy."""
     if strides is None or all(a == b for a, b, n in zip(t.stride(), strides, t.shape) if n != 1):
         return t
-    return torch.empty_strided(t.shape, strides, dtype=t.dtype, device=t.device).copy_(t)
+    # out of place (vmap batches it): the dims outermost-first in that layout, made dense, put back
+    order = sorted(range(t.dim()), key=lambda d: -strides[d])
+    back = sorted(range(t.dim()), key=lambda d: order[d])
+    return t.permute(order).contiguous().permute(back)
 
 
 def class_grad(g, like):
