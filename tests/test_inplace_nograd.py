@@ -102,3 +102,21 @@ def test_forward_ad_under_no_grad(name, ours, ref):
             assert fn is ref or out is x
             results.append(tuple(t.clone() for t in fwAD.unpack_dual(out)))
     torch.testing.assert_close(results[1], results[0])
+
+
+@pytest.mark.parametrize("grad_mode", [False, True], ids=["no_grad", "grad_enabled"])
+@pytest.mark.parametrize("name,ours,ref", INPLACE, ids=[c[0] for c in INPLACE])
+def test_vmap_writes_into_the_batched_input(name, ours, ref, grad_mode):
+    """Under vmap alone (nothing recorded) each example is written in place, as torch's ops do."""
+    x = _inputs("plain")
+    want = torch.func.vmap(ref)(x.clone())
+
+    def fn(row):
+        out = ours(row)
+        return out, torch.tensor(out is row)
+
+    with torch.set_grad_enabled(grad_mode):
+        got, same = torch.func.vmap(fn, out_dims=(0, None))(x)
+    assert bool(same)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    torch.testing.assert_close(x, want, rtol=0, atol=0)  # the batched input itself was written

@@ -82,9 +82,18 @@ class Function(torch.autograd.Function):
         cls._eager = type(cls.__name__, (torch.autograd.Function,), eager)
         cls._func = type(cls.__name__, (torch.autograd.Function,), func)
 
+    @staticmethod
+    def writes_input(*args) -> bool:
+        """Whether this call writes into its first input (an in-place op's ``inplace`` argument)."""
+        return False
+
     @classmethod
     def apply(cls, *args):
         if torch._C._are_functorch_transforms_active() or torch.compiler.is_compiling():
+            if cls.writes_input(*args) and not torch.compiler.is_compiling() and _untracked_vmap(args):
+                # vmap alone, nothing recorded: the native in-place ops batch, where autograd.Function's
+                # generated vmap rule refuses an input both written and returned
+                return cls.forward(*args)
             return cls._func.apply(*args)
         if not torch.is_grad_enabled() and forward_ad._current_level < 0:
             # nothing to record (no_grad, inference_mode): the forward alone, as a native op runs. Through
@@ -92,6 +101,14 @@ class Function(torch.autograd.Function):
             # of it (where torch's relu_ returns the input itself), and an inference tensor would fail.
             return cls.forward(*args)
         return cls._eager.apply(*args)
+
+
+def _untracked_vmap(args):
+    """Whether only vmap transforms are active and no graph or tangent is recorded of ``args``."""
+    vmap = torch._C._functorch.TransformType.Vmap
+    if forward_ad._current_level >= 0 or any(i.key() != vmap for i in torch._C._functorch.get_interpreter_stack() or ()):
+        return False
+    return not (torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args))
 
 
 def in_place(grad_out):

@@ -22,6 +22,10 @@ class LeakyReLUFunction(Function):
     """LeakyReLU, in place when ``inplace``; returns ``(out, mask)`` for a negative slope."""
 
     @staticmethod
+    def writes_input(*args):
+        return args[2]
+
+    @staticmethod
     def forward(x, negative_slope, inplace):
         if backend.kernels_for(x):
             out, mask = backend.kernels().leaky_relu.forward(x, negative_slope, inplace)

@@ -22,6 +22,10 @@ class SiLUFunction(Function):
     """SiLU; in place (``inplace``) it returns ``(out, x_before)``."""
 
     @staticmethod
+    def writes_input(*args):
+        return args[1]
+
+    @staticmethod
     def forward(x, inplace):
         if backend.kernels_for(x):
             out, x0 = backend.kernels().silu.forward(x, inplace)
