@@ -13,6 +13,10 @@ forward or backward pass) and keeps a few running sums per layer on the device:
   ``threshold``;
 * ``mean`` and ``std`` of the activation's output;
 
+for every activation module, and for every fused :class:`~manual_autograd.nn.ActivationLinear`
+(its input is the activation's input ``z``; the statistics are those of ``act(z)``, the unfused
+pair's, under the fused layer's name);
+
 and, from the parameters' ``.grad`` after backward, the gradient norm of each layer.
 
 To stay cheap, each batch costs one per-unit maximum of a "margin" (a float tensor that is
@@ -26,11 +30,14 @@ also be kept on the device with :meth:`HealthMonitor.grad_norm_tensor` and read 
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Dict, List, Optional
 
 import torch
 from torch import Tensor, nn
 
+from .nn import ACTIVATIONS as _FUSABLE
+from .nn import ActivationLinear
 from .ops.gelu import gelu_derivative
 from .ops.silu import silu_derivative
 
@@ -38,6 +45,17 @@ __all__ = ["HealthMonitor", "ACTIVATIONS"]
 
 # Modules the monitor understands (this library's modules subclass these, so they count too).
 ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.Hardtanh, nn.ELU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh)
+
+
+def _activation_of(m: nn.Module) -> nn.Module:
+    """The activation module whose statistics a watched layer gives: the layer itself, or for a
+    fused :class:`ActivationLinear` the torch.nn twin of the activation inside it."""
+    if not isinstance(m, ActivationLinear):
+        return m
+    twin = _FUSABLE[m.activation][0]
+    if m.activation == "leaky_relu":
+        return twin(m.negative_slope)
+    return twin(approximate=m.approximate) if m.activation == "gelu" else twin()
 
 
 def _margin(m: nn.Module, x: Tensor, y: Optional[Tensor], thr: float) -> Optional[Tensor]:
@@ -89,7 +107,8 @@ class HealthMonitor:
     """Per-layer dead and saturated units, activation statistics and gradient norms, by hooks.
 
     Args:
-        model: the module to watch; every submodule that is one of :data:`ACTIVATIONS` is hooked.
+        model: the module to watch; every submodule that is one of :data:`ACTIVATIONS` or an
+            :class:`~manual_autograd.nn.ActivationLinear` is hooked (a warning says so when none is).
         threshold: a derivative of absolute value below this counts as saturated. Default: ``1e-2``
         unit_dim: the dimension of the activations that indexes units (the features of a Linear
             layer: ``-1``; the channels of a convolution: ``1``). Default: ``-1``
@@ -122,7 +141,16 @@ class HealthMonitor:
         self.stats_every = stats_every
         self.threshold = float(threshold)
         self.unit_dim = unit_dim
-        self.layers: Dict[str, nn.Module] = {n: m for n, m in model.named_modules() if isinstance(m, ACTIVATIONS)}
+        self.layers: Dict[str, nn.Module] = {
+            n: m for n, m in model.named_modules() if isinstance(m, ACTIVATIONS + (ActivationLinear,))
+        }
+        if not self.layers:
+            warnings.warn(
+                f"HealthMonitor: {type(model).__name__} has no activation layer to watch (none of "
+                f"{', '.join(t.__name__ for t in ACTIVATIONS)}, ActivationLinear): no dead or saturated "
+                "units will be reported, only gradient norms",
+                stacklevel=2,
+            )
         self.stats: Dict[str, _LayerStats] = {n: _LayerStats() for n in self.layers}
         # Layers with parameters of their own, for the gradient norms.
         self.param_layers: Dict[str, List[nn.Parameter]] = {}
@@ -140,7 +168,9 @@ class HealthMonitor:
             return self
         for name, m in self.layers.items():
             st = self.stats[name]
-            if getattr(m, "inplace", False):  # the input is overwritten: read it before
+            if isinstance(m, ActivationLinear):  # the activation is inside: its input is the layer's
+                self._handles.append(m.register_forward_pre_hook(self._fused_hook(_activation_of(m), st)))
+            elif getattr(m, "inplace", False):  # the input is overwritten: read it before
                 self._handles.append(m.register_forward_pre_hook(self._pre_hook(m, st)))
                 self._handles.append(m.register_forward_hook(self._out_hook(st)))
             else:
@@ -198,7 +228,8 @@ class HealthMonitor:
             return
         with torch.no_grad():
             flat = y.detach().reshape(-1)
-            s, sq = flat.sum(), torch.dot(flat, flat)
+            acc = torch.promote_types(flat.dtype, torch.float32)  # half sums overflow (fp16) or round (bf16)
+            s, sq = flat.sum(dtype=acc), torch.linalg.vector_norm(flat, dtype=acc).square()
             if st.out_sum is None:
                 st.out_sum, st.out_sq = s.double(), sq.double()
             else:
@@ -224,6 +255,18 @@ class HealthMonitor:
         def hook(mod, args):
             if self._counted(mod) and args and isinstance(args[0], Tensor):
                 self._add_in(mod, st, args[0].detach(), None)
+
+        return hook
+
+    def _fused_hook(self, act, st):
+        @torch.compiler.disable
+        def hook(mod, args):
+            if self._counted(mod) and args and isinstance(args[0], Tensor):
+                z = args[0].detach()
+                self._add_in(act, st, z, None)
+                if st.sample_now:  # act(z) is never a tensor of the fused layer: computed for the sample only
+                    with torch.no_grad():
+                        self._add_out(st, act(z))
 
         return hook
 

@@ -3,7 +3,8 @@
 * ``preload: true`` (the default) reads the files once through :class:`torchvision.datasets.MNIST`,
   normalises all 70 000 images in one tensor op and moves them to the training device; shuffled
   batches are then sliced from there by :class:`TensorBatches`, with no DataLoader workers and no
-  per-item Python. For an MLP this is what keeps the accelerator (or the CPU) busy.
+  per-item Python. For an MLP this is what keeps the accelerator (or the CPU) busy. Under DDP each
+  rank serves its shard of every split, as Lightning's ``DistributedSampler`` would.
 * ``preload: false`` is the textbook path: ``ToTensor`` + ``Normalize`` per item through a
   :class:`torch.utils.data.DataLoader` with ``num_workers`` workers.
 
@@ -69,6 +70,15 @@ class TensorBatches:
         shuffle: draw a new permutation each epoch (from ``seed`` and the epoch number)
         seed: base seed of the permutations
         drop_last: drop the last, incomplete batch
+        num_replicas: processes the data is split over (the world size under DDP). Default: 1
+        rank: this process's shard, in ``[0, num_replicas)``. Default: 0
+
+    With ``num_replicas > 1`` each process takes its shard of every epoch's order as
+    :class:`torch.utils.data.DistributedSampler` does (Lightning adds that sampler to a DataLoader,
+    not to this): the order (the same permutation on every rank, from ``seed`` and the epoch) is
+    padded by repeating its start to a multiple of ``num_replicas``, and rank ``r`` takes entries
+    ``r, r + num_replicas, …``, so every rank has as many batches and together they cover the split
+    once. With one replica the batches are those of no sharding at all.
 
     Examples::
 
@@ -77,25 +87,44 @@ class TensorBatches:
         [4, 4, 2]
     """
 
-    def __init__(self, x: Tensor, y: Tensor, batch_size: int, shuffle: bool = False, seed: int = 0, drop_last: bool = False):
+    def __init__(
+        self, x: Tensor, y: Tensor, batch_size: int, shuffle: bool = False, seed: int = 0, drop_last: bool = False,
+        num_replicas: int = 1, rank: int = 0,
+    ):
         if len(x) != len(y):
             raise ValueError(f"TensorBatches: expected 'x' and 'y' of the same length, got {len(x)} and {len(y)}")
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"TensorBatches: expected 0 <= 'rank' < 'num_replicas' ({num_replicas}), got {rank}")
         self.x, self.y, self.batch_size, self.shuffle, self.drop_last = x, y, batch_size, shuffle, drop_last
+        self.num_replicas, self.rank = num_replicas, rank
         # `sampler.set_epoch` is what Lightning calls each epoch; there is no batch sampler
         self.sampler = EpochPermutation(len(y), seed) if shuffle else None
         self.batch_sampler = None
 
+    def _rows(self) -> int:
+        """Rows this rank serves per epoch (its padded shard)."""
+        return -(-len(self.y) // self.num_replicas)
+
+    def _shard(self, order: Tensor) -> Tensor:
+        total = self._rows() * self.num_replicas
+        if total > len(order) > 0:  # pad with the order's start, as DistributedSampler does
+            order = order.repeat(-(-total // len(order)))[:total]
+        return order[self.rank :: self.num_replicas]
+
     def __len__(self) -> int:
-        n, b = len(self.y), self.batch_size
+        n, b = self._rows(), self.batch_size
         return n // b if self.drop_last else -(-n // b)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         b = self.batch_size
-        if self.sampler is None:  # contiguous slices are views: no copy at all
+        if self.sampler is None and self.num_replicas == 1:  # contiguous slices are views: no copy at all
             for i in range(len(self)):
                 yield self.x[i * b : (i + 1) * b], self.y[i * b : (i + 1) * b]
             return
-        order = self.sampler.permutation().to(self.x.device, non_blocking=True)
+        order = self.sampler.permutation() if self.sampler is not None else torch.arange(len(self.y))
+        if self.num_replicas > 1:
+            order = self._shard(order)
+        order = order.to(self.x.device, non_blocking=True)
         for i in range(len(self)):
             idx = order[i * b : (i + 1) * b]
             yield self.x[idx], self.y[idx]
@@ -238,7 +267,14 @@ class MNISTDataModule(L.LightningDataModule):
         if self.preload:
             # the shuffle seed comes from the global RNG, so `seed_everything` decides it
             seed = int(torch.randint(2**31, ())) if shuffle else 0
-            return TensorBatches(*data, batch_size, shuffle=shuffle, seed=seed)
+            trainer, replicas, rank = self.trainer, 1, 0
+            if trainer is not None and trainer.world_size > 1 and getattr(
+                trainer._accelerator_connector, "use_distributed_sampler", True
+            ):
+                # each rank its shard of the same order (rank 0's seed), as Lightning's DistributedSampler
+                replicas, rank = trainer.world_size, trainer.global_rank
+                seed = trainer.strategy.broadcast(seed) if shuffle else seed
+            return TensorBatches(*data, batch_size, shuffle=shuffle, seed=seed, num_replicas=replicas, rank=rank)
         return DataLoader(
             data,
             batch_size=batch_size,

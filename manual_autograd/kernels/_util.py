@@ -8,6 +8,8 @@ import torch
 import triton
 import triton.language as tl
 
+from ..ops.base import is_dense, with_strides
+
 try:  # torch >= 2.6: kernels a compiled graph can trace
     from torch.library import triton_op, wrap_triton
 except ImportError:  # pragma: no cover - older torch: compiled graphs take the reference
@@ -29,6 +31,14 @@ def interpreting() -> bool:
 def dense(t):
     """``t`` itself if contiguous, else a contiguous copy: the kernels index flat, row-major memory."""
     return t if t.is_contiguous() else t.contiguous()
+
+
+def written(t):
+    """``t`` after a kernel wrote into it: its version counter bumped, as a native in-place op's is
+    (autograd's check that a saved tensor is unchanged reads it; an inference tensor has none)."""
+    if not t.is_inference():
+        torch.autograd.graph.increment_version(t)
+    return t
 
 
 def grad_layout(g):
@@ -89,9 +99,34 @@ def op(name):
     return getattr(getattr(torch.ops, NS), name)
 
 
-def backward_operands(saved, grad_out):
-    """An elementwise backward's operands: ``saved`` dense, ``grad_out`` and its flat stride, the new
-    ``grad_x`` (``grad_out``'s shape and dtype) and the element count."""
-    g, gs = grad_layout(grad_out)
-    gx = torch.empty(grad_out.shape, dtype=grad_out.dtype, device=grad_out.device)
-    return dense(saved), g, gs, gx, gx.numel()
+def backward_operands(saved, grad_out, saved_first=False):
+    """An elementwise backward's operands, all indexed flat in one memory order: ``saved``, ``grad_out``
+    and its flat stride (0 for one value expanded), the new ``grad_x`` and the element count.
+
+    ``grad_x`` takes the layout torch's own backward gives (its first operand's that is not one value
+    expanded): ``grad_out``'s (``gelu_backward(grad_out, x)``), or with ``saved_first`` ``saved``'s
+    (``threshold_backward`` and ``leaky_relu_backward`` read ``x`` first); the other operand is
+    copied into that layout when it differs."""
+    if grad_out.numel() and all(s == 0 for s in grad_out.stride()):
+        g, gs = grad_out, 0
+        saved = ref = any_dense(saved)
+    elif saved_first:
+        saved = ref = any_dense(saved)
+        g, gs = in_layout(grad_out, ref), 1
+    else:
+        g, gs = any_dense(grad_out), 1
+        saved, ref = in_layout(saved, g), g
+    gx = torch.empty_like(ref, dtype=grad_out.dtype)
+    return saved, g, gs, gx, gx.numel()
+
+
+def any_dense(t):
+    """``t`` itself if :func:`is_dense` (an elementwise kernel's output then keeps its layout, as torch's
+    elementwise ops do), else a contiguous copy."""
+    return t if t.is_contiguous() or is_dense(t) else t.contiguous()
+
+
+def in_layout(t, like):
+    """``t`` in the memory layout of ``like`` (dense, same shape): ``t`` itself when their strides agree
+    (over dims of size > 1), else a copy in that layout."""
+    return with_strides(t, like.stride())

@@ -7,7 +7,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ._util import BLOCK, backward_operands, acc_type, dense, kernel, op, register
+from ._util import BLOCK, backward_operands, acc_type, any_dense, kernel, op, register
 
 # The constants are literals: compiled Triton cannot read Python float globals (the interpreter can).
 # 1.5957691216057308 = 2√(2/π), 0.044715 = c, 0.7071067811865476 = 1/√2, 0.3989422804014327 = 1/√(2π).
@@ -53,7 +53,7 @@ def _check(approximate):
 
 def _forward(x, approximate="none", traced=False):
     tanh = _check(approximate)
-    src = dense(x)
+    src = any_dense(x)  # contiguous, channels_last, transposed: the output keeps the layout
     out = torch.empty_like(src)
     n = src.numel()
     if n:
@@ -82,14 +82,14 @@ def _gelu_backward_op(x: Tensor, grad_out: Tensor, approximate: str) -> Tensor:
 
 
 def forward(x: Tensor, approximate: str = "none") -> Tensor:
-    """GELU of ``x``, one pass, computed in float32 (float64 for float64); a new contiguous tensor."""
+    """GELU of ``x``, one pass, computed in float32 (float64 for float64); a new tensor of ``x``'s layout when dense (else contiguous), as torch's."""
     if torch.compiler.is_compiling():
         return op("gelu_forward")(x, approximate)
     return _forward(x, approximate)
 
 
 def backward(x: Tensor, grad_out: Tensor, approximate: str = "none") -> Tensor:
-    """``grad_out * gelu'(x)``, one pass; a new contiguous tensor of ``grad_out``'s dtype."""
+    """``grad_out * gelu'(x)``, one pass; a new tensor of ``grad_out``'s dtype and torch's layout (``grad_out``'s)."""
     if torch.compiler.is_compiling():
         return op("gelu_backward")(x, grad_out, approximate)
     return _backward(x, grad_out, approximate)

@@ -15,7 +15,9 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ._util import BLOCK, backward_operands, acc_type, dense, kernel, op, register
+from ._util import (
+    BLOCK, acc_type, any_dense, backward_operands, dense, grad_layout, in_layout, is_dense, kernel, op, register, written,
+)
 
 
 @triton.jit
@@ -51,24 +53,32 @@ def _leaky_bwd(s_ptr, g_ptr, gx_ptr, n, slope: tl.float64, MASK: tl.constexpr, G
 
 
 def _forward(x, negative_slope, inplace=False, traced=False):
-    src = dense(x)
+    masked = negative_slope < 0
+    # the mask is packed in row-major order (the reference's double backward unpacks it so): with one,
+    # a non-contiguous x is read through a contiguous copy; without, any dense layout is kept
+    src = dense(x) if masked else any_dense(x)
     out = src if inplace else torch.empty_like(src)
     n = src.numel()
-    masked = negative_slope < 0
     mask = torch.empty((n + 7) // 8, dtype=torch.uint8, device=x.device) if masked else None
     if n:
         kernel(_leaky_fwd, traced)[(triton.cdiv(n, BLOCK),)](
             src, out, out if mask is None else mask, n, float(negative_slope),
             MASK=masked, ACC=acc_type(x.dtype), BLOCK=BLOCK,
         )
-    if inplace and out is not x:
-        out = x.copy_(out)
+    if inplace:
+        out = x.copy_(out) if out is not x else written(x)
+    elif masked and not x.is_contiguous() and is_dense(x):
+        out = in_layout(out, x)  # torch's layout, x's (one more pass)
     return out, mask
 
 
 def _backward(saved, grad_out, negative_slope, traced=False):
     masked = negative_slope < 0
-    saved, g, gs, gx, n = backward_operands(saved, grad_out)
+    if masked:  # the mask indexes row-major order: so do grad_out and grad_x (the op restores x's layout)
+        g, gs = grad_layout(grad_out)
+        gx, n = torch.empty(grad_out.shape, dtype=grad_out.dtype, device=grad_out.device), grad_out.numel()
+    else:
+        saved, g, gs, gx, n = backward_operands(saved, grad_out, saved_first=True)
     if n:
         kernel(_leaky_bwd, traced)[(triton.cdiv(n, BLOCK),)](
             saved, g, gx, n, float(negative_slope),

@@ -7,7 +7,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ._util import BLOCK, backward_operands, dense, kernel, op, register
+from ._util import BLOCK, backward_operands, any_dense, kernel, op, register, written
 
 
 @triton.jit
@@ -28,18 +28,18 @@ def _relu_bwd(out_ptr, g_ptr, gx_ptr, n, G_STRIDE: tl.constexpr, BLOCK: tl.const
 
 
 def _forward(x, inplace=False, traced=False):
-    src = dense(x)
+    src = any_dense(x)  # contiguous, channels_last, transposed: the output keeps the layout
     out = src if inplace else torch.empty_like(src)
     n = src.numel()
     if n:
         kernel(_relu_fwd, traced)[(triton.cdiv(n, BLOCK),)](src, out, n, BLOCK=BLOCK)
-    if inplace and out is not x:
-        return x.copy_(out)
+    if inplace:
+        return x.copy_(out) if out is not x else written(x)
     return out
 
 
 def _backward(out, grad_out, traced=False):
-    out, g, gs, gx, n = backward_operands(out, grad_out)
+    out, g, gs, gx, n = backward_operands(out, grad_out, saved_first=True)
     if n:
         kernel(_relu_bwd, traced)[(triton.cdiv(n, BLOCK),)](out, g, gx, n, G_STRIDE=gs, BLOCK=BLOCK)
     return gx
@@ -56,8 +56,9 @@ def _relu_backward_op(out: Tensor, grad_out: Tensor) -> Tensor:
 
 
 def forward(x: Tensor, inplace: bool = False) -> Tensor:
-    """``max(x, 0)``, one pass. ``inplace``: written into ``x``, which is returned. A non-contiguous
-    ``x`` is read through a contiguous copy and the result is contiguous (``inplace``: copied back)."""
+    """``max(x, 0)``, one pass. ``inplace``: written into ``x``, which is returned. A dense ``x`` in any
+    dim order (channels_last, transposed) is read as it lies and the result has its strides, as
+    torch's; any other ``x`` is read through a contiguous copy (``inplace``: copied back)."""
     if torch.compiler.is_compiling():
         out = op("relu_forward")(x)
         return x.copy_(out) if inplace else out
@@ -66,7 +67,7 @@ def forward(x: Tensor, inplace: bool = False) -> Tensor:
 
 def backward(out: Tensor, grad_out: Tensor) -> Tensor:
     """``grad_out`` where ``out > 0``, else 0 (at ``x = 0`` too, as torch's ``threshold_backward``);
-    a new contiguous tensor of ``grad_out``'s dtype, one pass."""
+    a new tensor of ``grad_out``'s dtype in torch's layout (``out``'s, see ``backward_operands``), one pass."""
     if torch.compiler.is_compiling():
         return op("relu_backward")(out, grad_out)
     return _backward(out, grad_out)

@@ -9,7 +9,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ._util import BLOCK, backward_operands, acc_type, dense, kernel, op, register
+from ._util import BLOCK, backward_operands, acc_type, any_dense, kernel, op, register, written
 
 
 @triton.jit
@@ -43,7 +43,7 @@ def _silu_bwd(x_ptr, g_ptr, gx_ptr, n, G_STRIDE: tl.constexpr, ACC: tl.constexpr
 
 
 def _forward(x, inplace=False, traced=False):
-    src = dense(x)
+    src = any_dense(x)  # contiguous, channels_last, transposed: the output keeps the layout
     out = src if inplace else torch.empty_like(src)
     x0 = torch.empty_like(src) if inplace else None
     n = src.numel()
@@ -51,8 +51,8 @@ def _forward(x, inplace=False, traced=False):
         kernel(_silu_fwd, traced)[(triton.cdiv(n, BLOCK),)](
             src, out, out if x0 is None else x0, n, KEEP=inplace, ACC=acc_type(x.dtype), BLOCK=BLOCK
         )
-    if inplace and out is not x:
-        out = x.copy_(out)
+    if inplace:
+        out = x.copy_(out) if out is not x else written(x)
     return out, x0
 
 
@@ -86,7 +86,7 @@ def forward(x: Tensor, inplace: bool = False) -> tuple[Tensor, Optional[Tensor]]
 
 
 def backward(x: Tensor, grad_out: Tensor) -> Tensor:
-    """``grad_out * silu'(x)``, one pass; a new contiguous tensor of ``grad_out``'s dtype."""
+    """``grad_out * silu'(x)``, one pass; a new tensor of ``grad_out``'s dtype and torch's layout (``grad_out``'s)."""
     if torch.compiler.is_compiling():
         return op("silu_backward")(x, grad_out)
     return _backward(x, grad_out)

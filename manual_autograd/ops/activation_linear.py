@@ -17,7 +17,7 @@ import torch
 from torch.nn import functional as TF
 
 from .. import backend
-from .base import Function, cast_like, rows, save_for_jvp
+from .base import Function, cast_like, rows, save_for_jvp, strides_unless_contiguous, with_strides
 from .gelu import gelu_derivative
 from .leaky_relu import leaky_relu_derivative
 from .linear import LinearFunction
@@ -45,6 +45,11 @@ class ActivationLinearFunction(Function):
         ctx.activation, ctx.param = activation, param
         ctx.save_for_backward(z if need_z or need_w else None, weight if need_z else None)
         save_for_jvp(ctx, z, weight, activation=activation, param=param)
+        # the layout torch's unfused pair gives grad_z for a dense z in another order: z's for a 2-D z
+        # (the matmul's backward keeps a column-major input's), and for relu / leaky_relu (whose backward
+        # reads z first); else row-major, the matmul's
+        strided = need_z and (z.dim() == 2 or activation in ("relu", "leaky_relu"))
+        ctx.z_strides = strides_unless_contiguous(z) if strided else None
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -58,6 +63,7 @@ class ActivationLinearFunction(Function):
             act, grad_z = backend.kernels().activation_linear.backward(z, g, ctx.activation, ctx.param, need_w)
             if need_w:
                 grad_w = rows(grad_out).t().matmul(rows(cast_like(act, grad_out)))
+            grad_z = with_strides(grad_z, ctx.z_strides) if need_z else None
             return grad_z, grad_w, rows(grad_out).sum(0) if need_b else None, None, None
         if need_w:
             grad_w = rows(grad_out).t().matmul(rows(cast_like(activation_value(z, ctx.activation, ctx.param), grad_out)))
@@ -65,6 +71,7 @@ class ActivationLinearFunction(Function):
             grad_b = rows(grad_out).sum(0)
         if need_z:
             grad_z = activation_grad(cast_like(grad_out.matmul(weight), z), z, ctx.activation, ctx.param)
+            grad_z = with_strides(grad_z, ctx.z_strides)
         return grad_z, grad_w, grad_b, None, None
 
     @staticmethod

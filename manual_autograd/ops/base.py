@@ -23,6 +23,11 @@ __all__ = [
     "unpack_bits",
     "class_targets",
     "lead_sum",
+    "is_dense",
+    "strides_unless_contiguous",
+    "with_strides",
+    "class_grad",
+    "same_layout",
 ]
 
 
@@ -78,11 +83,33 @@ class Function(torch.autograd.Function):
         cls._eager = type(cls.__name__, (torch.autograd.Function,), eager)
         cls._func = type(cls.__name__, (torch.autograd.Function,), func)
 
+    @staticmethod
+    def writes_input(*args) -> bool:
+        """Whether this call writes into its first input (an in-place op's ``inplace`` argument)."""
+        return False
+
     @classmethod
     def apply(cls, *args):
         if torch._C._are_functorch_transforms_active() or torch.compiler.is_compiling():
+            if cls.writes_input(*args) and not torch.compiler.is_compiling() and _untracked_vmap(args):
+                # vmap alone, nothing recorded: the native in-place ops batch, where autograd.Function's
+                # generated vmap rule refuses an input both written and returned
+                return cls.forward(*args)
             return cls._func.apply(*args)
+        if not torch.is_grad_enabled() and forward_ad._current_level < 0:
+            # nothing to record (no_grad, inference_mode): the forward alone, as a native op runs. Through
+            # torch.autograd.Function an input modified in place would come back as a new detached alias
+            # of it (where torch's relu_ returns the input itself), and an inference tensor would fail.
+            return cls.forward(*args)
         return cls._eager.apply(*args)
+
+
+def _untracked_vmap(args):
+    """Whether only vmap transforms are active and no graph or tangent is recorded of ``args``."""
+    vmap = torch._C._functorch.TransformType.Vmap
+    if forward_ad._current_level >= 0 or any(i.key() != vmap for i in torch._C._functorch.get_interpreter_stack() or ()):
+        return False
+    return not (torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args))
 
 
 def in_place(grad_out):
@@ -184,3 +211,46 @@ def lead_sum(t, k):
     """``t`` summed over all but its last ``k`` dims (``t`` itself when it has no others: an empty
     ``dim`` tuple would sum everything)."""
     return t.sum(tuple(range(t.dim() - k))) if t.dim() > k else t
+
+
+def is_dense(t):
+    """Whether ``t``'s elements fill its memory without gap or overlap in some order of its dims
+    (contiguous, channels_last, channels_last_3d, transposed, ...): a kernel may index it flat, and
+    ``torch.empty_like`` gives a tensor of the same strides."""
+    expected = 1
+    for size, stride in sorted((p for p in zip(t.shape, t.stride()) if p[0] != 1), key=lambda p: p[1]):
+        if stride != expected:
+            return size == 0 or t.numel() == 0
+        expected *= size
+    return True
+
+
+def strides_unless_contiguous(t):
+    """``t``'s strides when it is dense in another order than row-major (channels_last, transposed),
+    else None: what an op computing row-major keeps to give its result ``t``'s layout, as torch does."""
+    return None if t.is_contiguous() or not is_dense(t) else t.stride()
+
+
+def with_strides(t, strides):
+    """``t`` (differentiably) in the layout of ``strides`` (e.g. from :func:`strides_unless_contiguous`):
+    ``t`` itself when its strides agree over the dims of size > 1, else a copy."""
+    if strides is None or all(a == b for a, b, n in zip(t.stride(), strides, t.shape) if n != 1):
+        return t
+    # out of place (vmap batches it): the dims outermost-first in that layout, made dense, put back
+    order = sorted(range(t.dim()), key=lambda d: -strides[d])
+    back = sorted(range(t.dim()), key=lambda d: order[d])
+    return t.permute(order).contiguous().permute(back)
+
+
+def class_grad(g, like):
+    """:func:`class_back` of a gradient, row-major as torch's cross-entropy gradient is whatever the
+    logits' layout (for ``(N, C, d1, ...)``: one transposing pass)."""
+    return class_back(g, like).contiguous()
+
+
+def same_layout(x, g):
+    """Whether a gradient computed in ``x``'s layout has the one torch gives ``grad_out · f'(x)``
+    (``grad_out``'s): their strides agree, or ``g`` is one value expanded (``loss.sum()``)."""
+    if x.stride() == g.stride() or all(s == 0 for s in g.stride()):
+        return True
+    return x.is_contiguous() and g.is_contiguous()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from .. import backend
-from .base import Function, class_back, class_last, class_targets, in_place, save_for_jvp
+from .base import Function, class_back, class_grad, class_last, class_targets, in_place, save_for_jvp
 
 __all__ = ["CrossEntropyFunction", "ce_row_coefficients"]
 
@@ -85,7 +85,7 @@ class CrossEntropyFunction(Function):
                     grad_out.reshape(-1) if ctx.reduction == "none" else grad_out, class_last(logp), target.reshape(-1),
                     weight, ctx.ignore_index, ctx.reduction, ctx.label_smoothing,
                 )
-                return class_back(grad, logp), None, None, None, None, None
+                return class_grad(grad, logp), None, None, None, None, None
         if ctx.common and grad_logp is None and grad_out is not None:  # class indices, no weight or smoothing
             return _ce_index_backward(grad_out, logp, target, ctx.ignore_index, ctx.reduction), None, None, None, None, None
         grad_x = grad_t = grad_w = None
@@ -185,9 +185,9 @@ def _ce_index_backward(grad_out, logp, target, ignore_index, reduction):
         g = torch.where(valid, grad_out, 0.0)
         t = t.clamp(0, lr.shape[1] - 1)  # valid targets as they are, ignored rows anywhere (g = 0 there)
         if not inplace:  # double backward or vmap: differentiable, out-of-place ops
-            return class_back((lr.exp() * g).scatter_add(1, t, -g), logp)
+            return class_grad((lr.exp() * g).scatter_add(1, t, -g), logp)
     # exp(logp) is a temporary: take the one-hot off and scale, in place
-    return class_back(lr.exp().scatter_(1, t, -1.0, reduce="add").mul_(g), logp)
+    return class_grad(lr.exp().scatter_(1, t, -1.0, reduce="add").mul_(g), logp)
 
 
 def _ce_backward(ctx, grad_out, logp, target, weight, out):
@@ -209,10 +209,10 @@ def _ce_backward(ctx, grad_out, logp, target, weight, out):
         else:
             g = grad_out.reshape(1, 1) / rows if reduction == "mean" else grad_out.reshape(1, 1)
         if need_x:
-            grad_x = class_back(g * (lr.exp() * qw.sum(1, keepdim=True) - qw), logp)
+            grad_x = class_grad(g * (lr.exp() * qw.sum(1, keepdim=True) - qw), logp)
         if need_t:
             scale = (1.0 - eps) if weight is None else (1.0 - eps) * weight
-            grad_t = class_back(-g * scale * lr, target)
+            grad_t = class_grad(-g * scale * lr, target)
         if need_w:
             grad_w = -(g * q * lr).sum(0)
         return grad_x, grad_t, grad_w
@@ -224,7 +224,7 @@ def _ce_backward(ctx, grad_out, logp, target, weight, out):
         if smooth is not None:
             grad = grad - smooth.unsqueeze(1) * (1.0 if weight is None else weight)
         grad = grad.scatter_add(1, t.unsqueeze(1), -onehot_coef.unsqueeze(1))
-        grad_x = class_back(grad, logp)
+        grad_x = class_grad(grad, logp)
     if need_w:
         nll = -lr.gather(1, t.unsqueeze(1)).squeeze(1)
         per_row = g * (1.0 - eps) * nll

@@ -16,7 +16,7 @@ import math
 import torch
 
 from .. import backend
-from .base import HALF, Function, cast_like, in_place, opmath, save_for_jvp
+from .base import HALF, Function, cast_like, in_place, opmath, same_layout, save_for_jvp
 
 __all__ = ["GELUFunction", "gelu_derivative", "gelu_grad_fast_"]
 
@@ -47,7 +47,7 @@ class GELUFunction(Function):
         (x,) = ctx.saved_tensors
         if backend.kernels_for(x, grad_out, grad=True):
             return backend.kernels().gelu.backward(x, grad_out, ctx.approximate), None
-        if x.dtype not in HALF and grad_out.dtype == x.dtype and in_place(grad_out):
+        if x.dtype not in HALF and grad_out.dtype == x.dtype and in_place(grad_out) and same_layout(x, grad_out):
             return gelu_grad_fast_(x, ctx.approximate, grad_out), None
         return cast_like(grad_out * gelu_derivative(x, ctx.approximate), grad_out), None
 

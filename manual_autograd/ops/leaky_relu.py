@@ -13,13 +13,17 @@ from __future__ import annotations
 import torch
 
 from .. import backend
-from .base import Function, in_place, pack_bits, save_for_jvp, unpack_bits
+from .base import Function, in_place, pack_bits, save_for_jvp, strides_unless_contiguous, unpack_bits, with_strides
 
 __all__ = ["LeakyReLUFunction", "leaky_relu_derivative", "leaky_relu_derivative_fast"]
 
 
 class LeakyReLUFunction(Function):
     """LeakyReLU, in place when ``inplace``; returns ``(out, mask)`` for a negative slope."""
+
+    @staticmethod
+    def writes_input(*args):
+        return args[2]
 
     @staticmethod
     def forward(x, negative_slope, inplace):
@@ -46,6 +50,7 @@ class LeakyReLUFunction(Function):
             ctx.mark_non_differentiable(out[1])
             ctx.save_for_backward(out[1])
             ctx.shape = x.shape
+            ctx.strides = strides_unless_contiguous(x)  # the mask is row-major; the gradient takes x's layout
         save_for_jvp(ctx, out if negative_slope >= 0 else out[1], inplace=inplace)
 
     @staticmethod
@@ -53,12 +58,13 @@ class LeakyReLUFunction(Function):
         (saved,) = ctx.saved_tensors
         slope = ctx.negative_slope
         if backend.kernels_for(saved, grad_out, grad=True):
-            return backend.kernels().leaky_relu.backward(saved, grad_out, slope), None, None
+            grad = backend.kernels().leaky_relu.backward(saved, grad_out, slope)
+            return (grad if slope >= 0 else with_strides(grad, ctx.strides)), None, None
         if slope >= 0:
             d = leaky_relu_derivative_fast(saved, slope)
             return d.mul_(grad_out) if in_place(grad_out) else grad_out * d, None, None
         positive = unpack_bits(saved, ctx.shape)
-        return torch.where(positive, grad_out, grad_out * slope), None, None
+        return with_strides(torch.where(positive, grad_out, grad_out * slope), ctx.strides), None, None
 
     @staticmethod
     def forward_ad(ctx, x_t, *_):

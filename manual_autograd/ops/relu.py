@@ -20,6 +20,10 @@ class ReLUFunction(Function):
     """``out = max(x, 0)``, in place when ``inplace``; saves the output."""
 
     @staticmethod
+    def writes_input(*args):
+        return args[1]
+
+    @staticmethod
     def forward(x, inplace):
         if backend.kernels_for(x):
             return backend.kernels().relu.forward(x, inplace)

@@ -13,13 +13,17 @@ from __future__ import annotations
 import torch
 
 from .. import backend
-from .base import HALF, Function, cast_like, in_place, opmath, save_for_jvp
+from .base import HALF, Function, cast_like, in_place, opmath, same_layout, save_for_jvp
 
 __all__ = ["SiLUFunction", "silu_derivative", "silu_grad_fast_"]
 
 
 class SiLUFunction(Function):
     """SiLU; in place (``inplace``) it returns ``(out, x_before)``."""
+
+    @staticmethod
+    def writes_input(*args):
+        return args[1]
 
     @staticmethod
     def forward(x, inplace):
@@ -47,7 +51,7 @@ class SiLUFunction(Function):
         (x,) = ctx.saved_tensors
         if backend.kernels_for(x, grad_out, grad=True):
             return backend.kernels().silu.backward(x, grad_out), None
-        if x.dtype not in HALF and grad_out.dtype == x.dtype and in_place(grad_out):
+        if x.dtype not in HALF and grad_out.dtype == x.dtype and in_place(grad_out) and same_layout(x, grad_out):
             return silu_grad_fast_(x, grad_out), None
         return cast_like(grad_out * silu_derivative(x), grad_out), None
 
