@@ -14,7 +14,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ._util import BLOCK, acc_type, backward_operands, dense, kernel, op, register
+from ._util import BLOCK, acc_type, dense, grad_layout, kernel, op, register
 
 
 @triton.jit
@@ -65,7 +65,10 @@ def _forward(x, seed, p, inplace=False, traced=False):
 
 
 def _backward(mask, grad_out, p, traced=False):
-    mask, g, gs, gx, n = backward_operands(mask, grad_out)
+    # the packed mask is in the row-major order of the elements: grad_out is read, grad_x written, in it
+    g, gs = grad_layout(grad_out)
+    gx = torch.empty(grad_out.shape, dtype=grad_out.dtype, device=grad_out.device)
+    n = gx.numel()
     if n:
         kernel(_dropout_bwd, traced)[(triton.cdiv(n, BLOCK),)](
             mask, g, gx, n, 1.0 - p, G_STRIDE=gs, ACC=acc_type(grad_out.dtype), BLOCK=BLOCK
