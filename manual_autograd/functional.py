@@ -345,11 +345,12 @@ def mse_loss(
     if size_average is not None or reduce is not None:
         reduction = _reduction.legacy_get_string(size_average, reduce)
     dtype = checks.mse_loss(input, target, weight, reduction)
-    if torch._C._is_any_autocast_enabled() and torch.is_autocast_enabled(input.device.type):
-        # float32 under autocast, as torch's own; autocast stays off inside
-        input, target, weight = _autocast(torch.float32, input.device, input, target, weight)
+    if weight is None and torch._C._is_any_autocast_enabled() and torch.is_autocast_enabled(input.device.type):
+        # float32 under autocast, as torch's mse_loss; (torch's weighted form is plain tensor ops that
+        # autocast leaves to type promotion); autocast stays off inside
+        input, target = _autocast(torch.float32, input.device, input, target)
         with torch.autocast(input.device.type, enabled=False):
-            return _mse_loss(input, target, weight, reduction, checks.mse_loss(input, target, weight, reduction))
+            return _mse_loss(input, target, None, reduction, checks.mse_loss(input, target, None, reduction))
     return _mse_loss(input, target, weight, reduction, dtype)
 
 
