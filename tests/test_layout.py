@@ -14,10 +14,11 @@ import torch
 import manual_autograd as ma
 
 PKG = Path(ma.__file__).parent
-OPS = ["linear", "relu", "leaky_relu", "gelu", "silu", "cross_entropy", "activation_linear", "linear_cross_entropy"]
+OPS = ["linear", "relu", "leaky_relu", "gelu", "silu", "cross_entropy", "activation_linear", "linear_cross_entropy", "softmax", "sigmoid", "tanh", "mse_loss"]
 FUNCTIONS = [
     "LinearFunction", "ReLUFunction", "LeakyReLUFunction", "GELUFunction", "SiLUFunction",
     "CrossEntropyFunction", "ActivationLinearFunction", "LinearCrossEntropyFunction",
+    "SoftmaxFunction", "SigmoidFunction", "TanhFunction", "MSELossFunction",
 ]
 
 
