@@ -561,7 +561,7 @@ def softmax(input: Tensor, dim: Optional[int] = None, _stacklevel: int = 3, dtyp
     deprecation warning); ``dtype`` casts the input before the op.
     """
     if dim is None:
-        dim = _get_softmax_dim("softmax", input.dim(), _stacklevel)
+        dim = _get_softmax_dim("softmax", input.dim(), _stacklevel + 1)  # + the __torch_function__ wrapper
     dim = checks.softmax("softmax", input, dim, dtype)
     dtype = _softmax_dtype(input, dtype)
     return SoftmaxFunction.apply(input if dtype is None else input.to(dtype), dim, False)
@@ -572,7 +572,7 @@ def log_softmax(
 ) -> Tensor:
     r"""Apply ``log(softmax(x))`` along ``dim``, saving only the output. See :class:`manual_autograd.nn.LogSoftmax`."""
     if dim is None:
-        dim = _get_softmax_dim("log_softmax", input.dim(), _stacklevel)
+        dim = _get_softmax_dim("log_softmax", input.dim(), _stacklevel + 1)
     dim = checks.softmax("log_softmax", input, dim, dtype)
     dtype = _softmax_dtype(input, dtype)
     return SoftmaxFunction.apply(input if dtype is None else input.to(dtype), dim, True)
@@ -616,16 +616,17 @@ def mse_loss(
             f"Using a target size ({target.size()}) that is different to the input size ({input.size()}). "
             "This will likely lead to incorrect results due to broadcasting. "
             "Please ensure they have the same size.",
-            stacklevel=2,
+            stacklevel=3,  # the caller of the __torch_function__ wrapper
         )
     if size_average is not None or reduce is not None:
         reduction = _reduction.legacy_get_string(size_average, reduce)
     dtype = checks.mse_loss(input, target, weight, reduction)
-    if torch._C._is_any_autocast_enabled() and torch.is_autocast_enabled(input.device.type):
-        # float32 under autocast, as torch's own; autocast stays off inside
-        input, target, weight = _autocast(torch.float32, input.device, input, target, weight)
+    if weight is None and torch._C._is_any_autocast_enabled() and torch.is_autocast_enabled(input.device.type):
+        # float32 under autocast, as torch's mse_loss; (torch's weighted form is plain tensor ops that
+        # autocast leaves to type promotion); autocast stays off inside
+        input, target = _autocast(torch.float32, input.device, input, target)
         with torch.autocast(input.device.type, enabled=False):
-            return _mse_loss(input, target, weight, reduction, checks.mse_loss(input, target, weight, reduction))
+            return _mse_loss(input, target, None, reduction, checks.mse_loss(input, target, None, reduction))
     return _mse_loss(input, target, weight, reduction, dtype)
 
 

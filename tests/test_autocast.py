@@ -37,6 +37,12 @@ def _ops(dev, dtype):
         ("cross_entropy", lambda f, x: f.cross_entropy(x, t)),
         ("cross_entropy-smooth", lambda f, x: f.cross_entropy(x, t, cw, label_smoothing=0.1)),
         ("cross_entropy-probs", lambda f, x: f.cross_entropy(x, torch.softmax(x.float(), 1).to(x.dtype))),
+        ("softmax", lambda f, x: f.softmax(x, 1)),
+        ("log_softmax-dtype", lambda f, x: f.log_softmax(x, 0, dtype=torch.float64)),
+        ("sigmoid", lambda f, x: f.sigmoid(x)),
+        ("tanh", lambda f, x: f.tanh(x)),
+        ("mse_loss", lambda f, x: f.mse_loss(x, x.detach() * 0.5)),
+        ("mse_loss-weighted", lambda f, x: f.mse_loss(x, t[:, None].expand(4, 5).to(x.dtype), reduction="sum", weight=cw.expand(4, 5))),
     ]
 
 

@@ -179,6 +179,12 @@ def test_autocast_cpu_is_float32_as_torch(dtype):
         native.backward()
         assert xo.grad.dtype == xn.grad.dtype
         torch.testing.assert_close(xo.grad, xn.grad)
+        if HAS_WEIGHT:  # torch's weighted form: tensor ops, type promotion only
+            for w in (torch.rand(4, 5), torch.rand(4, 5).to(dtype)):
+                with torch.autocast("cpu", dtype=dtype):
+                    ours, native = F.mse_loss(x, t, weight=w), TF.mse_loss(x, t, weight=w)
+                assert ours.dtype == native.dtype
+                torch.testing.assert_close(ours, native, rtol=1e-2, atol=1e-2)  # bf16/fp16 rounding points differ
 
 
 @pytest.mark.cuda
