@@ -27,7 +27,7 @@ import torch
 from .. import backend
 from .base import HALF, Function, cast_like, in_place, lead_sum, opmath, save_for_jvp
 
-__all__ = ["LayerNormFunction", "layer_norm_stats", "layer_norm_backward", "layer_norm_grad_fast_"]
+__all__ = ["LayerNormFunction", "layer_norm_stats", "layer_norm_backward", "layer_norm_grad_fast"]
 
 
 class LayerNormFunction(Function):
@@ -66,7 +66,7 @@ class LayerNormFunction(Function):
         elif backend.kernels_for(x, grad_out, weight, grad=True):
             dx, dw, db = backend.kernels().layer_norm.backward(x, grad_out, weight, mean, rstd, k, need_x, need_w, need_b)
         elif x.dtype not in HALF and grad_out.dtype == x.dtype and ctx.w_dtype in (None, x.dtype) and in_place(grad_out):
-            dx, dw, db = layer_norm_grad_fast_(x, grad_out, weight, mean, rstd, k, need_x, need_w, need_b)
+            dx, dw = layer_norm_grad_fast(x, grad_out, weight, mean, rstd, k, need_x, need_w)
         else:
             if torch.is_grad_enabled():  # a graph is recorded: μ and r as functions of x (see the header)
                 mean, rstd = layer_norm_stats(x, k, ctx.eps)
@@ -123,37 +123,14 @@ def layer_norm_backward(x, grad_out, weight, mean, rstd, k, need_x, need_w):
     return dx, dw
 
 
-CHUNK = 1 << 17  # elements per block of rows in the fast backwards: the block's temporaries stay in cache
-
-
-def layer_norm_grad_fast_(x, grad_out, weight, mean, rstd, k, need_x, need_w, need_b=False):
-    """:func:`layer_norm_backward` for float32/64 outside double backward, a block of rows at a time:
-    ``x̂`` is written into ``dx`` and finished there in place, ``g x̂`` into one small reused buffer,
-    the row means ``−⟨ĝ⟩``, ``−⟨ĝ x̂⟩`` are products with ``−w/N``, the column sums go to one row
-    per block; so no full-size temporary but ``dx`` (on CPU, fresh memory and passes out of cache
-    are most of the cost), and few ops per block. Returns ``(dx, dweight, dbias)``."""
-    N = x.shape[-k:].numel()
-    xr, g = x.reshape(-1, N), grad_out.reshape(-1, N)
-    m, r = mean.reshape(-1, 1), rstd.reshape(-1, 1)
-    rows, per = xr.shape[0], max(1, CHUNK // max(N, 1))
-    blocks = -(-rows // per)
-    wn = (xr.new_ones(N, 1) if weight is None else weight.reshape(N, 1)) * (-1.0 / N)
-    dx = torch.empty_like(xr) if need_x else None
-    dw = xr.new_zeros(blocks, N) if need_w else None
-    db = xr.new_zeros(blocks, N) if need_b else None
-    buf = xr.new_empty(min(per, rows), N)
-    xbuf = None if need_x else torch.empty_like(buf)
-    for j, i in enumerate(range(0, rows, per)):
-        s, n = slice(i, i + per), min(per, rows - i)
-        gs, rs = g[s], r[s]
-        if need_b:
-            torch.sum(gs, 0, out=db[j])
-        xh = torch.sub(xr[s], m[s], out=dx[s] if need_x else xbuf[:n]).mul_(rs)
-        gx = torch.mul(gs, xh, out=buf[:n])
-        if need_w:
-            torch.sum(gx, 0, out=dw[j])
-        if need_x:  # r (ĝ − ⟨ĝ⟩ − x̂ ⟨ĝ x̂⟩)
-            xh.mul_(gx.mm(wn)).add_(gs.mm(wn))
-            (xh.add_(gs) if weight is None else xh.addcmul_(gs, weight.reshape(N))).mul_(rs)
-    shape = x.shape[-k:]
-    return (None if dx is None else dx.reshape(x.shape)), *(None if t is None else t.sum(0).reshape(shape) for t in (dw, db))
+def layer_norm_grad_fast(x, grad_out, weight, mean, rstd, k, need_x, need_w):
+    """:func:`layer_norm_backward` outside double backward: torch's own one-pass kernel
+    (``native_layer_norm_backward``, what ``F.layer_norm``'s backward calls), reading the same
+    ``x``, ``μ``, ``r`` and ``w``. ``dweight`` does not depend on ``w``: where ``w`` was not saved
+    (``x`` needs no gradient) any weight of its shape serves, ones."""
+    if need_w and weight is None:
+        weight = x.new_ones(x.shape[-k:])
+    dx, dw, _ = torch.ops.aten.native_layer_norm_backward(
+        grad_out, x, x.shape[-k:], mean, rstd, weight, None, [need_x, need_w, False]
+    )
+    return dx, dw

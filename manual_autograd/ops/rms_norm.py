@@ -22,7 +22,6 @@ import torch
 
 from .. import backend
 from .base import HALF, Function, cast_like, in_place, lead_sum, opmath, save_for_jvp
-from .layer_norm import CHUNK
 
 __all__ = ["RMSNormFunction", "rms_norm_rstd", "rms_norm_backward", "rms_norm_grad_fast_"]
 
@@ -103,9 +102,12 @@ def rms_norm_backward(x, grad_out, weight, rstd, k, need_x, need_w):
     return dx, dw
 
 
+CHUNK = 1 << 17  # elements per block of rows in the fast backward: the block's temporaries stay in cache
+
+
 def rms_norm_grad_fast_(x, grad_out, weight, rstd, k, need_x, need_w):
-    """:func:`rms_norm_backward` for float32/64 outside double backward, a block of rows at a time,
-    as :func:`~.layer_norm.layer_norm_grad_fast_`: no full-size temporary but ``dx``."""
+    """:func:`rms_norm_backward` for float32/64 outside double backward, a block of rows at a time:
+    no full-size temporary but ``dx``."""
     N = x.shape[-k:].numel()
     xr, g, r = x.reshape(-1, N), grad_out.reshape(-1, N), rstd.reshape(-1, 1)
     w = None if weight is None else weight.reshape(N)
