@@ -10,7 +10,9 @@ Sources, each figure linking the file it comes from:
 * ``benchmarks/results/cpu.json`` (``python -m benchmarks``): training-step time and bytes
   saved for backward, manual / native, for the cases in :data:`CASES`;
 * ``benchmarks/results/fused_cpu.json`` (``python -m benchmarks.fused``; skipped while absent):
-  the fused MLPs' saved bytes and the chunked loss's peak memory.
+  the fused MLPs' saved bytes and the chunked loss's peak memory;
+* ``benchmarks/results/attention_cpu.json`` (``python -m benchmarks.attention``; skipped while
+  absent): attention's saved bytes and step peak beside the math attention.
 """
 
 from __future__ import annotations
@@ -136,12 +138,38 @@ def fused_rows(path: Path, root: Path) -> list:
     return rows
 
 
+def attention_rows(path: Path, root: Path) -> list:
+    """Rows from ``python -m benchmarks.attention``'s report (skipped while absent): what attention
+    keeps for backward, and the peak of a step at the longest L, beside the math attention a user
+    writes (``softmax(q kᵀ/√d) v``: the (L, S) probabilities kept)."""
+    if not path.exists():
+        return []
+    r = json.loads(path.read_text())
+    sh, saved, peak = r["saved"]["shape"], r["saved"]["saved"], r["peak"][-1]
+    shape = f"b{sh['b']} h{sh['heads']} L{sh['L']} d{sh['d']}"
+    return [
+        [
+            f"saved for backward beyond q, k, v, attention {shape}, vs math attention",
+            _link(f"{saved['manual']['act'] / 2**20:,.1f} MiB", path, root),
+            _link(f"{saved['math']['act'] / 2**20:,.1f} MiB", path, root),
+            _link(f"{r['saved']['ratios']['math']['act']:.3f}", path, root),
+        ],
+        [
+            f"peak memory of a training step, attention L{peak['L']}, vs math attention",
+            _link(f"{peak['manual'] / 2**20:,.1f} MiB", path, root),
+            _link(f"{peak['math'] / 2**20:,.1f} MiB", path, root),
+            _link(f"{peak['manual'] / peak['math']:.3f}", path, root),
+        ],
+    ]
+
+
 def render(results: Path = RESULTS, root: Path = ROOT) -> str:
     """The markdown between the markers: one table, then where its figures come from."""
     rows = (
         fit_rows(results / "fits_cpu.json", root)
         + bench_rows(results / "cpu.json", root)
         + fused_rows(results / "fused_cpu.json", root)
+        + attention_rows(results / "attention_cpu.json", root)
     )
     env = json.loads((results / "cpu.json").read_text())["env"]
     lines = [
