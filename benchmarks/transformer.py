@@ -3,8 +3,8 @@
 Each op at the shape it has in a GPT-2-small-sized block on 2048 tokens (``d = 768``, MLP width
 3072; norms and softmax rows of 1024), forward and a training step, with the bytes each keeps
 for backward. Writes ``results/transformer_<device>.{json,md,png}``. Attention has its own
-command, :mod:`benchmarks.attention` (it needs the peak memory of a step as well), and the fused
-Llama MLP is a case of :mod:`benchmarks.fused`.
+command, :mod:`benchmarks.attention` (it needs the peak memory of a step as well). The fused Llama
+MLP (:func:`benchmarks.fused.gated_mlp_case`) closes the list.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import torch.nn.functional as TF
 from manual_autograd import functional as MF
 
 from .common import op_case
+from .fused import gated_mlp_case
 
 __all__ = ["cases"]
 
@@ -64,5 +65,6 @@ def cases(device: torch.device, quick: bool = False, tokens=None, d=768, width=3
     ]
     for c in out:
         c.name = f"{c.name}, {tokens} tokens"
+    out.append(gated_mlp_case(device, tokens, hidden=d, intermediate=8 * d // 3))  # a Llama MLP is 8/3 d wide
 
     return out
