@@ -14,6 +14,8 @@ state and changes only ``forward``; a layer is converted by changing its class:
   ``linear(x, Wᵀ, b)`` with ``Wᵀ`` a view of the parameter;
 * ``NewGELUActivation``, ``GELUTanh`` (tanh GELU), ``GELUActivation`` (erf GELU),
   ``SiLUActivation``: the library's activations;
+* ``GPT2MLP`` with one of those activations: :class:`GPT2MLP`, the activation and ``c_proj`` as
+  one op (:func:`~manual_autograd.functional.activation_linear`);
 * ``LlamaRMSNorm``: :class:`LlamaRMSNorm`, the library's ``rms_norm`` with Llama's numerics;
 * ``LlamaMLP`` with a SiLU ``act_fn``: :class:`LlamaMLP`, a :class:`manual_autograd.nn.GatedMLP`
   (SwiGLU and ``down_proj`` as one op), same submodules and ``state_dict`` keys.
@@ -30,6 +32,7 @@ from transformers import activations
 from transformers.integrations.sdpa_attention import create_position_bias_mask
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 from transformers.modeling_utils import AttentionInterface, PreTrainedModel
+from transformers.models.gpt2 import modeling_gpt2
 from transformers.models.llama import modeling_llama
 from transformers.pytorch_utils import Conv1D as _Conv1D
 
@@ -45,6 +48,7 @@ __all__ = [
     "SiLUActivation",
     "LlamaRMSNorm",
     "LlamaMLP",
+    "GPT2MLP",
     "attention_forward",
     "library_class",
     "TO_TRANSFORMERS",
@@ -116,6 +120,30 @@ class LlamaMLP(modeling_llama.LlamaMLP, nn.GatedMLP):
     extra_repr = nn.GatedMLP.extra_repr
 
 
+_ACT = {  # a GPT-2 MLP's act -> activation_linear's (activation, approximate)
+    activations.NewGELUActivation: ("gelu", "tanh"),
+    NewGELUActivation: ("gelu", "tanh"),
+    activations.GELUTanh: ("gelu", "tanh"),
+    GELUTanh: ("gelu", "tanh"),
+    activations.GELUActivation: ("gelu", "none"),
+    GELUActivation: ("gelu", "none"),
+    activations.SiLUActivation: ("silu", "none"),
+    SiLUActivation: ("silu", "none"),
+}
+
+
+class GPT2MLP(modeling_gpt2.GPT2MLP):
+    """GPT-2's MLP with its activation and ``c_proj`` as one op
+    (:func:`~manual_autograd.functional.activation_linear`), keeping ``c_fc(x)`` only, where the
+    unfused pair also keeps ``act(c_fc(x))``."""
+
+    def forward(self, hidden_states):
+        activation, approximate = _ACT[type(self.act)]
+        proj = self.c_proj
+        out = F.activation_linear(self.c_fc(hidden_states), proj.weight.t(), proj.bias, activation, approximate=approximate)
+        return self.dropout(out)
+
+
 _SWAPS = {
     _Conv1D: Conv1D,
     activations.NewGELUActivation: NewGELUActivation,
@@ -124,6 +152,7 @@ _SWAPS = {
     activations.SiLUActivation: SiLUActivation,
     modeling_llama.LlamaRMSNorm: LlamaRMSNorm,
     modeling_llama.LlamaMLP: LlamaMLP,
+    modeling_gpt2.GPT2MLP: GPT2MLP,
 }
 TO_TRANSFORMERS = {ours: theirs for theirs, ours in _SWAPS.items()}
 _SILU = (torch.nn.SiLU, nn.SiLU, activations.SiLUActivation, SiLUActivation)
@@ -136,6 +165,8 @@ def library_class(m: torch.nn.Module):
     if cls is LlamaMLP:  # fused only when it is SwiGLU over three plain Linears
         ok = type(m.act_fn) in _SILU and all(type(getattr(m, n)) in _LINEAR for n in ("gate_proj", "up_proj", "down_proj"))
         return cls if ok else None
+    if cls is GPT2MLP:  # fused when its act is one activation_linear has and c_proj a Conv1D
+        return cls if type(m.act) in _ACT and type(m.c_proj) in (_Conv1D, Conv1D) else None
     return cls
 
 

@@ -38,7 +38,7 @@ def llama(attn="sdpa", p=0.0):
 MODELS = {"gpt2": gpt2, "llama": llama}
 # the classes convert gives each model: everything else stays native
 SWAPPED = {
-    "gpt2": {hf.Conv1D, hf.NewGELUActivation, mnn.LayerNorm, mnn.Dropout, mnn.Embedding, mnn.Linear},
+    "gpt2": {hf.Conv1D, hf.NewGELUActivation, hf.GPT2MLP, mnn.LayerNorm, mnn.Dropout, mnn.Embedding, mnn.Linear},
     "llama": {hf.LlamaRMSNorm, hf.LlamaMLP, hf.SiLUActivation, mnn.Linear, mnn.Embedding},
 }
 
@@ -95,6 +95,8 @@ def test_same_logits_loss_and_grads(name, attn, dtype):
         _assert_same(ours, ref, **tol)
     nodes = {type(n).__name__ for n in function_nodes(fast(ids, labels=ids).loss.grad_fn)}
     assert "AttentionFunctionBackward" in nodes  # the library's attention ran
+    if name == "gpt2":
+        assert "ActivationLinearFunctionBackward" in nodes
     if name == "llama":
         assert "GatedLinearFunctionBackward" in nodes and isinstance(fast.model.layers[0].mlp, mnn.GatedMLP)
 
