@@ -164,3 +164,15 @@ def test_import_without_transformers():
         "print('transformers' in sys.modules, 'manual_autograd.hf' in sys.modules)"
     )
     assert out.split() == ["False", "False"]
+
+
+def test_benchmark_rows():
+    from benchmarks import hf as bench
+
+    shape = dict(seq=32, batch=1, hidden=32, heads=4, vocab=64, layers=2)
+    r = bench.measure("llama", "eager", rounds=1, min_run_time=0.001, shape=shape)
+    assert 0 < r["saved_per_block"]["manual"] < r["saved_per_block"]["native"]
+    assert r["saved_per_block_ratio"] < 1 and r["peak_ratio"] < 1 and r["step"]["ratio"] > 0
+    report = {"command": "test", "rounds": 1, "shape": shape, "rows": [r], "wall_s": 0.0,
+              "env": {"device_name": "cpu", "threads": 1, "torch": "", "python": "", "date": ""}}
+    assert "| llama | eager |" in bench.to_markdown(report)
