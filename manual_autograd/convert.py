@@ -10,7 +10,8 @@ Embedding, LayerNorm, RMSNorm); a subclass (``torch.nn.modules.linear.NonDynamic
 inside ``torch.nn.MultiheadAttention``, say) may rely on more than ``forward`` and is left alone.
 
 Hugging Face ``transformers`` models (an optional dependency, imported only when the model holds
-one of its modules) get more, from :mod:`manual_autograd.hf`: GPT-2's ``Conv1D`` and GELUs,
+one of its modules) get more, from :mod:`manual_autograd.hf`: GPT-2's ``Conv1D``, GELUs and
+``GPT2MLP`` (activation and ``c_proj`` fused),
 ``LlamaRMSNorm``, ``LlamaMLP`` as the fused :class:`~manual_autograd.nn.GatedMLP`, and the
 attention of each ``PreTrainedModel`` routed through the library's
 :func:`~manual_autograd.functional.scaled_dot_product_attention`.
@@ -75,7 +76,7 @@ def convert(module: torch.nn.Module, inplace: bool = False) -> torch.nn.Module:
     r"""Replace ``torch.nn`` Linear, ReLU, LeakyReLU, GELU, SiLU, CrossEntropyLoss, Dropout,
     Embedding, LayerNorm and RMSNorm layers with :mod:`manual_autograd.nn`'s, anywhere inside
     ``module``; in a Hugging Face ``transformers`` model also ``Conv1D``, the GELU/SiLU
-    activations, ``LlamaRMSNorm``, ``LlamaMLP`` (SiLU: the fused ``GatedMLP``) and, for each
+    activations, ``GPT2MLP`` (activation and ``c_proj`` fused), ``LlamaRMSNorm``, ``LlamaMLP`` (SiLU: the fused ``GatedMLP``) and, for each
     ``PreTrainedModel`` running ``"sdpa"`` or ``"eager"`` attention, its attention implementation
     (set to ``"manual_autograd"``, the library's attention). See :mod:`manual_autograd.hf`.
 

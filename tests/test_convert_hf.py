@@ -176,3 +176,15 @@ def test_benchmark_rows():
     report = {"command": "test", "rounds": 1, "shape": shape, "rows": [r], "wall_s": 0.0,
               "env": {"device_name": "cpu", "threads": 1, "torch": "", "python": "", "date": ""}}
     assert "| llama | eager |" in bench.to_markdown(report)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_bfloat16(name):
+    model = _build(name, torch.bfloat16).eval()  # LlamaRMSNorm's float32 round trip, the casts of the attention
+    ids, mask = _batch(pad=True)
+    ref, ours = _run(model, ids, mask), _run(manual_autograd.convert(model), ids, mask)
+    assert ours[0].dtype == ref[0].dtype == torch.bfloat16
+    torch.testing.assert_close(ours[0], ref[0], rtol=0, atol=2e-2)
+    torch.testing.assert_close(ours[1], ref[1], rtol=2e-3, atol=0)
+    for k in ref[2]:
+        assert (ours[2][k] - ref[2][k]).abs().max() <= 5e-2 * ref[2][k].abs().max(), k
