@@ -33,6 +33,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 SHAPE = dict(seq=1024, batch=1, hidden=256, heads=4, vocab=8192, layers=2)
 TARGETS = {"sdpa": 0.70, "eager": 0.30}  # saved per block, manual / native (issue 34, the library GPT's)
 DROPOUT = 0.1  # GPT-2's residual and embedding dropout; attention dropout 0 (torch's CPU kernel has none)
+# use_cache=False, as in training: a key/value cache copies the keys and values, and both models save the copies
 
 
 def _gpt2(layers, attn, s):
@@ -41,7 +42,7 @@ def _gpt2(layers, attn, s):
     cfg = transformers.GPT2Config(
         n_layer=layers, n_embd=s["hidden"], n_head=s["heads"], vocab_size=s["vocab"], n_positions=s["seq"],
         bos_token_id=0, eos_token_id=0, resid_pdrop=DROPOUT, embd_pdrop=DROPOUT, attn_pdrop=0.0,
-        attn_implementation=attn,
+        attn_implementation=attn, use_cache=False,
     )
     return transformers.GPT2LMHeadModel(cfg)
 
@@ -53,6 +54,7 @@ def _llama(layers, attn, s):
         num_hidden_layers=layers, hidden_size=s["hidden"], intermediate_size=s["hidden"] * 8 // 3,
         num_attention_heads=s["heads"], num_key_value_heads=s["heads"] // 2, vocab_size=s["vocab"],
         max_position_embeddings=s["seq"], bos_token_id=0, eos_token_id=0, pad_token_id=None, attn_implementation=attn,
+        use_cache=False,
     )
     return transformers.LlamaForCausalLM(cfg)
 
@@ -124,7 +126,7 @@ def to_markdown(report) -> str:
         f"Shape: batch {s['batch']}, sequence {s['seq']}, hidden {s['hidden']}, {s['heads']} heads "
         f"(Llama: {s['heads'] // 2} key/value heads, intermediate {s['hidden'] * 8 // 3}), vocab {s['vocab']}, "
         f"{s['layers']} layers; float32, training mode (GPT-2: residual and embedding dropout {DROPOUT}, "
-        "attention dropout 0). Native: the unconverted model with `attn_implementation` = sdpa (torch's CPU "
+        "attention dropout 0), `use_cache=False` (as in training: a key/value cache would copy the keys and values). Native: the unconverted model with `attn_implementation` = sdpa (torch's CPU "
         "kernel) or eager (math attention); manual: `manual_autograd.convert(model)`. Saved per block: bytes "
         "kept for backward by one transformer block (the 2-layer minus the 1-layer model's, parameters "
         "excluded); peak: live bytes of a training step (LiveBytes); step: manual / native time of a "
