@@ -31,6 +31,7 @@ from .ops import (
 )
 from .ops import GatedLinearFunction, GLUFunction
 from .testing import check_function
+from .gpt import GPT, GPTConfig
 
 __version__ = "0.1.0"
 
@@ -48,4 +49,6 @@ __all__ = [
     "convert",
     "revert",
     "__version__",
+    "GPT",
+    "GPTConfig",
 ]
