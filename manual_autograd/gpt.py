@@ -84,7 +84,9 @@ def _math_attention(q: Tensor, k: Tensor, v: Tensor, dropout_p: float) -> Tensor
     L = q.shape[-2]
     att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.shape[-1]))
     causal = torch.ones(L, L, dtype=torch.bool, device=q.device).tril()
-    att = TF.dropout(att.masked_fill(~causal, float("-inf")).softmax(-1), dropout_p)
+    att = att.masked_fill(~causal, float("-inf")).softmax(-1)
+    if dropout_p > 0:
+        att = TF.dropout(att, dropout_p)
     return att @ v
 
 
