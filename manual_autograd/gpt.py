@@ -235,7 +235,8 @@ class GPT(nn.Module):
                  generator: Optional[torch.Generator] = None) -> Tensor:
         """Append ``max_new_tokens`` tokens sampled one at a time (context cropped to ``block_size``).
 
-        ``temperature`` divides the logits (``0``: greedy); ``top_k`` keeps the ``k`` likeliest.
+        ``temperature`` divides the logits (``0``: greedy); ``top_k`` keeps the ``k`` likeliest;
+        ``generator`` draws the samples. Dropout follows the module's mode: call ``eval()`` first.
         """
         for _ in range(max_new_tokens):
             ctx = idx[:, -self.config.block_size :]
