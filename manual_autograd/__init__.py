@@ -36,6 +36,7 @@ from .ops import (
     TanhFunction,
 )
 from .testing import check_function
+from .gpt import GPT, GPTConfig
 
 __version__ = "0.1.0"
 
@@ -53,4 +54,6 @@ __all__ = [
     "convert",
     "revert",
     "__version__",
+    "GPT",
+    "GPTConfig",
 ]

@@ -212,3 +212,128 @@ class MNISTCLI(LightningCLI):
 def main(args=None, run: bool = True) -> MNISTCLI:
     """Run the CLI on ``args`` (default: ``sys.argv[1:]``)."""
     return MNISTCLI(args=args, run=run)
+
+
+# ------------------------------------------------------------------------------------------------
+# the byte-level GPT: ``python -m train.gpt fit --config configs/gpt.yaml``
+
+
+def plot_lm_curves(metrics_csv: str | Path, out: str | Path) -> Optional[Path]:
+    """Training loss per logged step and validation bits per byte per epoch, from a CSVLogger ``metrics.csv``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train, val = {}, {}
+    with open(metrics_csv, newline="") as f:
+        for row in csv.DictReader(f):
+            if row.get("train_loss"):
+                train[int(row["step"])] = float(row["train_loss"]) / math.log(2)
+            if row.get("val_bpb"):
+                val[int(row["step"])] = float(row["val_bpb"])
+    if not train and not val:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
+    for series, label in ((train, "train (batch)"), (val, "validation")):
+        if series:
+            steps = sorted(series)
+            ax.plot(steps, [series[s] for s in steps], marker="o" if series is val else None, label=label)
+    ax.set_xlabel("step")
+    ax.set_ylabel("bits per byte")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    out = Path(out)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+class GPTCLI(MNISTCLI):
+    """``LightningCLI`` for :class:`train.lm.GPTLanguageModel` on :class:`train.text.TextDataModule`.
+
+    After ``fit``: the validation bits per byte of the final weights, the unigram baseline of the
+    corpus, tokens/s of the training steps, the peak memory (CUDA: ``max_memory_allocated``; CPU:
+    the process's peak RSS, and the bytes one training step keeps for backward, by the library's
+    ledger), a generated sample, ``results.json`` and ``curves.png`` in the run folder.
+    """
+
+    def __init__(self, args=None, run: bool = True, **kwargs):
+        from .lm import GPTLanguageModel
+        from .text import TextDataModule
+
+        kwargs.setdefault("seed_everything_default", 0)
+        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        kwargs.setdefault("trainer_defaults", {"default_root_dir": "runs/gpt"})
+        LightningCLI.__init__(self, GPTLanguageModel, TextDataModule, args=args, run=run, **kwargs)
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 0})
+        parser.link_arguments("model.block_size", "data.block_size")
+
+    def before_fit(self) -> None:
+        if self.trainer.strategy.root_device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.trainer.strategy.root_device)
+        self._fit_start = time.perf_counter()
+
+    def _step_saved_bytes(self) -> int:
+        from manual_autograd.ledger import record_saved
+
+        x, y = next(iter(self.datamodule.train_dataloader()))
+        x, y = x.to(self.model.device), y.to(self.model.device)
+        with record_saved(keep_tensors=False) as saved:
+            loss = self.model.net(x, y)[1]
+        saved.add_ctx_tensors(loss)
+        return saved.unique_bytes(exclude=list(self.model.parameters()))
+
+    def after_fit(self) -> None:
+        import resource
+
+        trainer, model, dm = self.trainer, self.model, self.datamodule
+        fit_seconds = time.perf_counter() - self._fit_start
+        if trainer.fast_dev_run or trainer.interrupted or not trainer.is_global_zero:
+            return
+        device = trainer.strategy.root_device
+        val = trainer.validate(model, datamodule=dm, verbose=False)
+        val_bpb = val[0].get("val_bpb") if val else None
+        sample = model.sample(n=model.hparams.sample_bytes)
+        report = {
+            "val_bpb": val_bpb,
+            **dm.unigram_bpb(),
+            "tokens_per_s": round(model.tokens / model.train_seconds, 1) if model.train_seconds else None,
+            "train_tokens": model.tokens,
+            "fit_seconds": round(fit_seconds, 2),
+            "epochs": trainer.current_epoch,
+            "global_step": trainer.global_step,
+            "parameters": model.net.num_parameters(),
+            "device": str(device),
+            "precision": str(trainer.precision),
+            "peak_memory_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "peak_memory_kind": "torch.cuda.max_memory_allocated" if device.type == "cuda" else "process peak RSS (ru_maxrss)",
+            "step_saved_bytes": self._step_saved_bytes(),
+            "corpus": {"train_bytes": len(dm.train), "val_bytes": len(dm.val), "train_files": len(dm.train_files),
+                       "val_files": len(dm.val_files), "cache": str(dm.cache_file)},
+            "sample": sample,
+            "hparams": dict(model.hparams),
+        }
+        print(f"\nValidation {val_bpb:.4f} bits per byte (unigram baseline {report['unigram_val_bpb']:.4f}); "
+              f"{report['tokens_per_s']} tokens/s; fit {fit_seconds:.1f} s, {trainer.global_step} steps on {device}")
+        print(f"Sample:\n{sample}")
+        log_dir = Path(trainer.log_dir) if trainer.log_dir else None
+        if log_dir is not None:
+            log_dir.mkdir(parents=True, exist_ok=True)
+            (log_dir / "results.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+            print(f"Results: {log_dir / 'results.json'}")
+        csv_logger = next((lg for lg in trainer.loggers if isinstance(lg, CSVLogger)), None)
+        if csv_logger is not None:
+            csv_logger.save()
+            png = plot_lm_curves(Path(csv_logger.log_dir) / "metrics.csv", Path(csv_logger.log_dir) / "curves.png")
+            if png is not None:
+                print(f"Curves: {png}")
+
+
+def gpt_main(args=None, run: bool = True) -> GPTCLI:
+    """Run the GPT CLI on ``args`` (default: ``sys.argv[1:]``)."""
+    return GPTCLI(args=args, run=run)
