@@ -12,7 +12,10 @@ Sources, each figure linking the file it comes from:
 * ``benchmarks/results/fused_cpu.json`` (``python -m benchmarks.fused``; skipped while absent):
   the fused MLPs' saved bytes and the chunked loss's peak memory;
 * ``benchmarks/results/attention_cpu.json`` (``python -m benchmarks.attention``; skipped while
-  absent): attention's saved bytes and step peak beside the math attention.
+  absent): attention's saved bytes and step peak beside the math attention;
+* ``benchmarks/results/gpt_fit_cpu.json`` and ``gpt_cpu.json`` (``python -m benchmarks.gpt_fit``,
+  ``python -m benchmarks.gpt``; skipped while absent): the GPT's validation bits per byte beside
+  its torch.nn twin's, and what one block keeps.
 """
 
 from __future__ import annotations
@@ -163,6 +166,35 @@ def attention_rows(path: Path, root: Path) -> list:
     ]
 
 
+def gpt_rows(fit_path: Path, mem_path: Path, root: Path) -> list:
+    """Rows from ``python -m benchmarks.gpt_fit`` (the GPT's validation bits per byte, manual and
+    its torch.nn twin) and ``python -m benchmarks.gpt`` (what a block keeps), each skipped while absent."""
+    rows = []
+    if fit_path.exists():
+        runs = {r["impl"]: r for r in json.loads(fit_path.read_text())["runs"]}
+        if {"manual", "torch"} <= set(runs):
+            m, t = runs["manual"], runs["torch"]
+            rows.append([
+                f"validation bits per byte, `configs/gpt.yaml` ({m['global_step']} steps; unigram "
+                f"{m['unigram_val_bpb']:.2f}), {m['device']}",
+                _link(f"{m['val_bpb']:.4f}", fit_path, root),
+                _link(f"{t['val_bpb']:.4f}", fit_path, root),
+                _link(f"{m['val_bpb'] / t['val_bpb']:.4f}", fit_path, root),
+            ])
+    if mem_path.exists():
+        r = json.loads(mem_path.read_text())
+        sh, runs = r["shape"], r["rows"]
+        for native, label in (("native", "SDPA"), ("native-math", "math attention")):
+            m, n = runs["manual"]["block_saved"], runs[native]["block_saved"]
+            rows.append([
+                f"saved for backward per GPT block, L{sh['L']} d{sh['d']}, vs torch.nn with {label}",
+                _link(f"{m / 2**20:,.2f} MiB", mem_path, root),
+                _link(f"{n / 2**20:,.2f} MiB", mem_path, root),
+                _link(f"{m / n:.2f}", mem_path, root),
+            ])
+    return rows
+
+
 def render(results: Path = RESULTS, root: Path = ROOT) -> str:
     """The markdown between the markers: one table, then where its figures come from."""
     rows = (
@@ -170,6 +202,7 @@ def render(results: Path = RESULTS, root: Path = ROOT) -> str:
         + bench_rows(results / "cpu.json", root)
         + fused_rows(results / "fused_cpu.json", root)
         + attention_rows(results / "attention_cpu.json", root)
+        + gpt_rows(results / "gpt_fit_cpu.json", results / "gpt_cpu.json", root)
     )
     env = json.loads((results / "cpu.json").read_text())["env"]
     lines = [
