@@ -425,3 +425,21 @@ def test_kernel_dispatch_wiring(monkeypatch):
     F.scaled_dot_product_attention(q, k, v, attn_mask=torch.ones(4, 7, dtype=torch.bool)).sum().backward()
     F.scaled_dot_product_attention(q, k[:1], v[:1]).sum().backward()
     assert calls == []
+
+
+@pytest.mark.parametrize("heads_last", [False, True])
+def test_output_takes_the_query_layout_as_torch(heads_last):
+    # torch's CPU attention follows q's layout; for heads-last q the projection's input
+    # out.transpose(1, 2).reshape(B, L, H·E) is then a view of the output attention saved
+    x = torch.randn(2, 9, 3, 4)
+    q = x.transpose(1, 2) if heads_last else x.permute(0, 2, 1, 3).contiguous()
+    out = F.scaled_dot_product_attention(q, q, q, is_causal=True)
+    expect = TF.scaled_dot_product_attention(q, q, q, is_causal=True)
+    assert out.stride() == expect.stride()
+    assert_close(out, expect)
+    q = q.detach().requires_grad_()
+    with record_saved() as saved:
+        out = F.scaled_dot_product_attention(q, q, q, is_causal=True)
+    flat = out.transpose(1, 2).reshape(2, 9, 12)
+    assert (flat.data_ptr() == out.data_ptr()) == heads_last
+    assert any(s.data_ptr == out.data_ptr() for s in saved)

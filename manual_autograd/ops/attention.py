@@ -28,7 +28,7 @@ import math
 import torch
 
 from .. import backend
-from .base import Function, cast_like, in_place, opmath, save_for_jvp
+from .base import Function, cast_like, in_dim_order, in_place, opmath, save_for_jvp
 
 __all__ = ["AttentionFunction", "KEY_BLOCK", "attention_forward", "attention_backward"]
 
@@ -44,8 +44,12 @@ class AttentionFunction(Function):
     @staticmethod
     def forward(q, k, v, mask, dropout_p, is_causal, scale, seed, block):
         if mask is None and dropout_p == 0 and _same_batch(q, k, v) and backend.kernels_for(q, k, v):
-            return _kernel_forward(q, k, v, is_causal, scale)
-        return attention_forward(q, k, v, mask, dropout_p, is_causal, scale, seed, block)
+            out, lse = _kernel_forward(q, k, v, is_causal, scale)
+        else:
+            out, lse = attention_forward(q, k, v, mask, dropout_p, is_causal, scale, seed, block)
+        # the output in q's layout, as torch's: for heads-last q (…, L, H, E).transpose, the caller's
+        # transpose-and-reshape before the output projection is then a view of the saved output
+        return in_dim_order(out, q), lse
 
     @staticmethod
     def setup_context(ctx, inputs, outputs):

@@ -28,6 +28,7 @@ __all__ = [
     "with_strides",
     "class_grad",
     "same_layout",
+    "in_dim_order",
 ]
 
 
@@ -254,3 +255,13 @@ def same_layout(x, g):
     if x.stride() == g.stride() or all(s == 0 for s in g.stride()):
         return True
     return x.is_contiguous() and g.is_contiguous()
+
+
+def in_dim_order(t, ref):
+    """``t`` (as many dims as ``ref``) laid out in ``ref``'s order of dims when ``ref`` is dense in
+    another order than row-major (heads-last attention inputs, say), as torch's kernels follow
+    their input's layout; else ``t`` itself."""
+    if ref.is_contiguous() or t.dim() != ref.dim() or not is_dense(ref):
+        return t
+    order = sorted(range(ref.dim()), key=lambda i: (-ref.stride(i), i))  # outermost first
+    return t.permute(order).contiguous().permute([order.index(i) for i in range(ref.dim())])
