@@ -427,19 +427,24 @@ def test_kernel_dispatch_wiring(monkeypatch):
     assert calls == []
 
 
-@pytest.mark.parametrize("heads_last", [False, True])
-def test_output_takes_the_query_layout_as_torch(heads_last):
-    # torch's CPU attention follows q's layout; for heads-last q the projection's input
-    # out.transpose(1, 2).reshape(B, L, H·E) is then a view of the output attention saved
-    x = torch.randn(2, 9, 3, 4)
-    q = x.transpose(1, 2) if heads_last else x.permute(0, 2, 1, 3).contiguous()
-    out = F.scaled_dot_product_attention(q, q, q, is_causal=True)
-    expect = TF.scaled_dot_product_attention(q, q, q, is_causal=True)
+@pytest.mark.parametrize("layout", ["contiguous", "heads-last", "fused-qkv"])
+def test_output_takes_the_query_layout_as_torch(layout):
+    # torch's CPU attention follows q's order of dims; for heads-last q (also the views of one
+    # fused qkv projection) the output projection's input out.transpose(1, 2).reshape(B, L, H·E)
+    # is then a view of the output attention saved
+    x = torch.randn(2, 9, 3 * 12)
+    q, k, v = (t.view(2, 9, 3, 4).transpose(1, 2) for t in x.split(12, dim=2))
+    if layout == "heads-last":
+        q, k, v = (t.clone(memory_format=torch.preserve_format) for t in (q, k, v))
+    elif layout == "contiguous":
+        q, k, v = (t.contiguous() for t in (q, k, v))
+    out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    expect = TF.scaled_dot_product_attention(q, k, v, is_causal=True)
     assert out.stride() == expect.stride()
     assert_close(out, expect)
     q = q.detach().requires_grad_()
     with record_saved() as saved:
-        out = F.scaled_dot_product_attention(q, q, q, is_causal=True)
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
     flat = out.transpose(1, 2).reshape(2, 9, 12)
-    assert (flat.data_ptr() == out.data_ptr()) == heads_last
+    assert (flat.data_ptr() == out.data_ptr()) == (layout != "contiguous")
     assert any(s.data_ptr == out.data_ptr() for s in saved)

@@ -258,10 +258,10 @@ def same_layout(x, g):
 
 
 def in_dim_order(t, ref):
-    """``t`` (as many dims as ``ref``) laid out in ``ref``'s order of dims when ``ref`` is dense in
-    another order than row-major (heads-last attention inputs, say), as torch's kernels follow
-    their input's layout; else ``t`` itself."""
-    if ref.is_contiguous() or t.dim() != ref.dim() or not is_dense(ref):
+    """``t`` (as many dims as ``ref``) laid out densely in ``ref``'s order of dims (by stride) when
+    that is not row-major, as torch's attention lays out its output after the query (heads-last
+    views of a fused qkv projection, say); else ``t`` itself, and for an expanded ``ref`` too."""
+    if ref.is_contiguous() or t.dim() != ref.dim() or any(st == 0 and n > 1 for st, n in zip(ref.stride(), ref.shape)):
         return t
     order = sorted(range(ref.dim()), key=lambda i: (-ref.stride(i), i))  # outermost first
     return t.permute(order).contiguous().permute([order.index(i) for i in range(ref.dim())])
