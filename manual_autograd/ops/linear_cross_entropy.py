@@ -223,17 +223,22 @@ def _backward_blocks(x, weight, bias, t, class_weight, lse, onehot, row_sum, smo
                 else:
                     grad_b[c0:c1].add_(p.sum(0))
     buf = p = None  # the closing terms below need no block
-    if eps > 0:
-        w_row = lse.new_ones(C) if class_weight is None else class_weight
-    if need_x:
+    w_row = (lse.new_ones(C) if class_weight is None else class_weight) if eps > 0 else None
+    return _subtract_targets(grad_x, grad_w, grad_b, x, weight, t, onehot, smooth, w_row, eps)
+
+
+def _subtract_targets(grad_x, grad_w, grad_b, x, weight, t, onehot, smooth, w_row, eps):
+    """The blocks' gradients less the target distribution's terms, in place: ``q = onehot`` at
+    the target class plus, with smoothing, ``smooth ⊗ w_row``; O(N + C) rows, no block."""
+    if grad_x is not None:
         grad_x.addcmul_(onehot.unsqueeze(1), weight.index_select(0, t), value=-1.0)
         if eps > 0:
             grad_x.addr_(smooth, w_row.matmul(weight), alpha=-1.0)
-    if need_w:
+    if grad_w is not None:
         grad_w.index_add_(0, t, x * onehot.unsqueeze(1), alpha=-1.0)
         if eps > 0:
             grad_w.addr_(w_row, smooth.matmul(x), alpha=-1.0)
-    if need_b:
+    if grad_b is not None:
         grad_b.index_add_(0, t, onehot, alpha=-1.0)
         if eps > 0:
             grad_b.sub_(smooth.sum() * w_row)
@@ -265,20 +270,9 @@ def _backward_blocks_mixed(x, weight, bias, t, class_weight, lse, onehot, row_su
             if need_b:
                 grad_b[c0:c1] += p.sum(0, dtype=acc)
     w_row = lse.new_ones(C) if class_weight is None else class_weight
-    xa, wa = x.to(acc), weight.to(acc)  # the closing terms in acc: O(N + C) rows, no block
-    if need_x:
-        grad_x.addcmul_(onehot.unsqueeze(1), wa.index_select(0, t), value=-1.0)
-        if eps > 0:
-            grad_x.addr_(smooth, w_row.matmul(wa), alpha=-1.0)
-    if need_w:
-        grad_w.index_add_(0, t, xa * onehot.unsqueeze(1), alpha=-1.0)
-        if eps > 0:
-            grad_w.addr_(w_row, smooth.matmul(xa), alpha=-1.0)
-    if need_b:
-        grad_b.index_add_(0, t, onehot, alpha=-1.0)
-        if eps > 0:
-            grad_b.sub_(smooth.sum() * w_row)
-    return (None if g is None else g.to(x.dtype) for g in (grad_x, grad_w, grad_b))
+    # the closing terms in acc
+    grads = _subtract_targets(grad_x, grad_w, grad_b, x.to(acc), weight.to(acc), t, onehot, smooth, w_row, eps)
+    return (None if g is None else g.to(x.dtype) for g in grads)
 
 
 def default_chunk_size(num_classes: int) -> int:
